@@ -1,0 +1,48 @@
+"""Credentials for IMAP/SMTP logins: a password, or an OAuth access token (XOAUTH2).
+
+``credentials_for(mailbox)`` is what sync and send call; it never returns anything that
+gets stored: tokens and passwords stay in memory and in the encrypted secrets store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailops.config import Settings
+from mailops.secrets import SecretStore
+from mailops.store.mailboxes import Mailbox
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    mechanism: str  # "password" | "xoauth2"
+    secret: str = field(repr=False)
+
+    def xoauth2_string(self) -> str:
+        return f"user={self.username}\x01auth=Bearer {self.secret}\x01\x01"
+
+
+def password_ref(mailbox_id: int) -> str:
+    return f"mailbox/{mailbox_id}/password"
+
+
+def token_cache_ref(mailbox_id: int) -> str:
+    return f"mailbox/{mailbox_id}/oauth"
+
+
+def credentials_for(
+    mailbox: Mailbox,
+    settings: Settings | None = None,
+    secrets: SecretStore | None = None,
+    *,
+    force_refresh: bool = False,
+) -> Credentials:
+    """Credentials to log in to MAILBOX now (refreshing an OAuth access token silently)."""
+    settings = settings or Settings.load()
+    secrets = secrets or SecretStore(settings)
+    if mailbox.auth_kind == "password":
+        return Credentials(mailbox.address, "password", secrets.get(mailbox.secret_ref or password_ref(mailbox.id)))
+    from mailops.auth.oauth import access_token  # provider specific (MSAL / google-auth)
+
+    return Credentials(mailbox.address, "xoauth2", access_token(mailbox, settings, secrets, force_refresh=force_refresh))

@@ -1,0 +1,105 @@
+"""The ``mailops`` command. Each command group lives in its own module of this package.
+
+The boundary rule: an expected failure (``MailopsError``) becomes one line on stderr and a
+non-zero exit code; only a bug shows a traceback (and ``--debug`` shows it always).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+import click
+
+from mailops.config import Settings
+from mailops.errors import MailopsError
+from mailops.store import Store
+
+
+@dataclass
+class Context:
+    settings: Settings
+    debug: bool = False
+    _store: Store | None = field(default=None, repr=False)
+
+    def store(self, read_only: bool = False) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.db, read_only=read_only)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", envvar="MAILOPS_DB", help="DuckDB file (default ./mailops.duckdb, or $MAILOPS_DB).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="mailops")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, debug: bool) -> None:
+    """mailops: connect mailboxes, sync customer email into DuckDB, send, report."""
+    settings = Settings.load(db=db)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else getattr(logging, settings.log_level.upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    obj = Context(settings=settings, debug=debug)
+    ctx.obj = obj
+    ctx.call_on_close(obj.close)
+
+
+def _register() -> None:
+    """Each command group is one module of this package with a ``register(cli)`` function."""
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"mailops.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"mailops.cli.{name}":
+                raise
+            continue
+        module.register(cli)
+
+
+COMMAND_MODULES = ("db", "devserver", "directory", "demo", "mailbox", "sync", "audit", "send", "report", "stats")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="mailops", standalone_mode=False)
+    except MailopsError as e:
+        if debug:
+            raise
+        click.echo(e.one_line(), err=True)
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except OSError as e:
+        if debug:
+            raise
+        # a full disk, a missing file, a dead socket: one line, never a traceback
+        click.echo(f"error [os]: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""``mailops db``: the store's migrations."""
+
+from __future__ import annotations
+
+import click
+
+from mailops.cli import Context, pass_ctx
+
+
+@click.group("db")
+def db() -> None:
+    """The DuckDB store: migrations and status."""
+
+
+@db.command("migrate")
+@pass_ctx
+def migrate(ctx: Context) -> None:
+    """Apply pending migrations (opening the store does this too)."""
+    from mailops.store import Store
+
+    store = Store(ctx.settings.db, migrate=False)
+    try:
+        names = store.migrate()
+    finally:
+        store.close()
+    click.echo(f"applied {len(names)} migration(s)" + (": " + ", ".join(names) if names else ""))
+
+
+@db.command("status")
+@pass_ctx
+def status(ctx: Context) -> None:
+    """List migrations, applied or pending, and table row counts."""
+    from mailops.store import Store
+
+    store = Store(ctx.settings.db, migrate=False)
+    try:
+        click.echo(f"store: {ctx.settings.db}")
+        click.echo(store.status().to_string(index=False))
+    finally:
+        store.close()
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(db)

@@ -1,0 +1,75 @@
+"""Settings: environment ``MAILOPS_*`` > ``mailops.toml`` (cwd) > defaults. Never secrets."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mailops.errors import ConfigError
+
+
+def _default_devserver_dir() -> str:
+    # Dovecot's auth (user dovecot) and mail (user nobody) processes must be able to walk
+    # into the directory, so it lives under /tmp (world-traversable), not under the checkout.
+    return "/tmp/mailops-devserver"
+
+
+@dataclass
+class Settings:
+    db: str = "mailops.duckdb"
+    secrets_dir: str = ""  # default: "<db>.secrets" beside the store
+    secret_key_file: str = ""  # default: "<secrets_dir>/key" (0600) when no keyring/env key
+    devserver_dir: str = field(default_factory=_default_devserver_dir)
+    reports_dir: str = "reports"
+    notebooks_dir: str = "notebooks"
+    backfill_days: int = 30  # S2
+    attachment_max_bytes: int = 10 * 1024 * 1024  # S10
+    send_max_bytes: int = 20 * 1024 * 1024  # total size of one outgoing email
+    sync_interval_min: int = 10  # S1: 10-30 minutes, jittered
+    sync_interval_max: int = 30
+    sync_batch: int = 500
+    socket_timeout: float = 30.0
+    ca_file: str = ""  # extra CA to trust (the devserver's local CA)
+    log_level: str = "WARNING"
+    internal_policy: str = "strict"  # S5: "strict" (default) skips mail with any ever-connected mailbox
+
+    @property
+    def secrets_path(self) -> Path:
+        return Path(self.secrets_dir or f"{self.db}.secrets")
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {}
+        toml_path = Path(os.environ.get("MAILOPS_CONFIG", "mailops.toml"))
+        if toml_path.exists():
+            try:
+                values.update(tomllib.loads(toml_path.read_text()).get("mailops", {}))
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"{toml_path} is not valid TOML: {e}") from None
+        for f in fields(cls):
+            env = os.environ.get(f"MAILOPS_{f.name.upper()}")
+            if env is not None and env != "":
+                values[f.name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            default = getattr(cls(), name)
+            try:
+                if isinstance(default, bool):
+                    out[name] = str(value).lower() in ("1", "true", "yes", "on")
+                elif isinstance(default, int):
+                    out[name] = int(value)
+                elif isinstance(default, float):
+                    out[name] = float(value)
+                else:
+                    out[name] = str(value)
+            except ValueError:
+                raise ConfigError(f"setting {name}={value!r} is not a {type(default).__name__}") from None
+        return cls(**out)

@@ -1,0 +1,216 @@
+"""The only door to DuckDB.
+
+``Store`` owns one DuckDB connection. Everything that reads or writes the database goes
+through it (``query`` returns a pandas DataFrame). Domain queries live in the modules of
+this package (``store.directory``, ...) as plain functions taking a ``Store``.
+
+DuckDB lets one process write a file at a time; a second process that opens it while a
+writer holds it gets a lock error. ``Store`` therefore (a) retries opening for
+``busy_timeout`` seconds and (b) can ``release()`` its connection between units of work, so
+long-running writers (the sync scheduler) leave gaps for readers (reports).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from mailops.errors import StoreBusy, StoreError
+from mailops.store.migrations import MIGRATIONS, Migration
+
+__all__ = ["Store", "open_store", "default_db_path"]
+
+
+def default_db_path() -> str:
+    return os.environ.get("MAILOPS_DB") or "mailops.duckdb"
+
+
+def _is_lock_error(err: Exception) -> bool:
+    text = str(err)
+    return "lock" in text.lower() and ("Conflicting" in text or "Could not set lock" in text)
+
+
+class Store:
+    """A DuckDB file (or ``":memory:"``) with the mailops schema."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        busy_timeout: float = 60.0,
+        migrate: bool = True,
+    ) -> None:
+        self.path = str(path) if path is not None else default_db_path()
+        self.read_only = read_only
+        self.busy_timeout = busy_timeout
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._tx_depth = 0
+        if migrate and not read_only:
+            self.migrate()
+
+    # -- connection -----------------------------------------------------------------
+    @property
+    def conn(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        if self.path != ":memory:":
+            parent = Path(self.path).resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"folder for the store does not exist: {parent}")
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.02
+        while True:
+            try:
+                return duckdb.connect(self.path, read_only=self.read_only)
+            except duckdb.IOException as e:
+                if not _is_lock_error(e):
+                    raise StoreError(f"cannot open store {self.path}: {e}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"store {self.path} is locked by another process",
+                        guidance="a sync or report is writing; retry in a moment",
+                    ) from None
+                time.sleep(delay + random.random() * delay)
+                delay = min(delay * 2, 0.5)
+            except duckdb.Error as e:
+                raise StoreError(f"cannot open store {self.path}: {e}") from None
+
+    def release(self) -> None:
+        """Close the connection (it reopens on next use), letting other processes in."""
+        if self._conn is not None and self._tx_depth == 0:
+            self._conn.close()
+            self._conn = None
+
+    close = release
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- statements -----------------------------------------------------------------
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        """Run a SELECT and return a DataFrame."""
+        return self.conn.execute(sql, params or []).df()
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple]:
+        return self.conn.execute(sql, params or []).fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        row = self.conn.execute(sql, params or []).fetchone()
+        return None if row is None else row[0]
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
+        self.conn.execute(sql, params or [])
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.conn.executemany(sql, rows)
+
+    def insert_df(self, table: str, df: pd.DataFrame, *, on_conflict: str = "") -> int:
+        """Bulk insert a DataFrame whose columns are a subset of ``table``'s (fast path)."""
+        if df is None or df.empty:
+            return 0
+        name = f"_df_{table}_{id(df)}"
+        cols = ", ".join(f'"{c}"' for c in df.columns)
+        self.conn.register(name, df)
+        try:
+            self.conn.execute(
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name} {on_conflict}"
+            )
+        finally:
+            self.conn.unregister(name)
+        return len(df)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """BEGIN ... COMMIT (ROLLBACK on error). Nested calls join the outer transaction."""
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield self
+            finally:
+                self._tx_depth -= 1
+            return
+        conn = self.conn
+        conn.execute("BEGIN TRANSACTION")
+        self._tx_depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._tx_depth = 0
+            try:
+                conn.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
+        else:
+            self._tx_depth = 0
+            try:
+                conn.execute("COMMIT")
+            except duckdb.Error as e:
+                raise StoreError(f"could not commit to {self.path}: {e}") from None
+
+    # -- migrations -----------------------------------------------------------------
+    def _ensure_migrations_table(self) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name VARCHAR PRIMARY KEY,"
+            " applied_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP)"
+        )
+
+    def applied(self) -> list[str]:
+        if self.read_only:
+            exists = self.scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+            )
+            if not exists:
+                return []
+        else:
+            self._ensure_migrations_table()
+        return [r[0] for r in self.rows("SELECT name FROM schema_migrations ORDER BY name")]
+
+    def pending(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[Migration]:
+        done = set(self.applied())
+        return [m for m in migrations if m.name not in done]
+
+    def migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+        """Apply every pending migration, each in its own transaction; return their names."""
+        names = []
+        for m in self.pending(migrations):
+            try:
+                with self.transaction():
+                    self.conn.execute(m.sql)
+                    self.conn.execute("INSERT INTO schema_migrations (name) VALUES (?)", [m.name])
+            except duckdb.Error as e:
+                raise StoreError(f"migration {m.name} failed: {e}") from None
+            names.append(m.name)
+        return names
+
+    def status(self) -> pd.DataFrame:
+        applied = (
+            self.query("SELECT name, applied_at FROM schema_migrations")
+            if self.applied()
+            else pd.DataFrame(columns=["name", "applied_at"])
+        )
+        known = pd.DataFrame({"name": [m.name for m in MIGRATIONS]})
+        out = known.merge(applied, on="name", how="outer")
+        out["state"] = out["applied_at"].map(lambda v: "pending" if pd.isna(v) else "applied")
+        return out[["name", "state", "applied_at"]]
+
+
+def open_store(path: str | os.PathLike[str] | None = None, **kw: Any) -> Store:
+    return Store(path, **kw)

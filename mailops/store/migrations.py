@@ -1,0 +1,322 @@
+"""Named, recorded migrations. Append new ones at the end; never edit an applied one.
+
+Conventions for every table: times are naive UTC ``TIMESTAMP``; e-mail addresses are stored
+lower-cased; ids coming from the CRM are ``VARCHAR``; ids made here come from sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    sql: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        "0001_directory",
+        """
+        CREATE TABLE users (
+            id VARCHAR PRIMARY KEY,              -- CRM user id
+            email VARCHAR NOT NULL,
+            name VARCHAR,
+            role VARCHAR NOT NULL DEFAULT 'sales', -- sales | manager | it | admin (P1)
+            team VARCHAR,
+            can_send BOOLEAN NOT NULL DEFAULT TRUE, -- Activities permission (E1)
+            active BOOLEAN NOT NULL DEFAULT TRUE,
+            updated_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE TABLE customers (
+            id VARCHAR PRIMARY KEY,              -- CRM customer id
+            name VARCHAR,
+            owner_user_id VARCHAR,               -- sales person responsible (nullable)
+            never_log BOOLEAN NOT NULL DEFAULT FALSE, -- S9
+            updated_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE SEQUENCE customer_address_seq;
+        -- S3: one row per (customer, address, role period). A primary address is valid from
+        -- valid_from until valid_to (NULL = still primary). History is appended, never rewritten.
+        CREATE TABLE customer_addresses (
+            id BIGINT PRIMARY KEY DEFAULT nextval('customer_address_seq'),
+            customer_id VARCHAR NOT NULL,
+            address VARCHAR NOT NULL,
+            is_primary BOOLEAN NOT NULL,
+            valid_from TIMESTAMP NOT NULL,
+            valid_to TIMESTAMP,
+            recorded_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE INDEX customer_addresses_address ON customer_addresses(address);
+        CREATE TABLE deals (
+            id VARCHAR PRIMARY KEY,
+            name VARCHAR,
+            owner_user_id VARCHAR,
+            project VARCHAR,                     -- the development
+            unit VARCHAR,                        -- unit number
+            price DECIMAL(14, 2),
+            currency VARCHAR DEFAULT 'EUR',
+            stage VARCHAR,
+            created_at TIMESTAMP,
+            expected_close DATE,
+            updated_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE TABLE deal_customers (
+            deal_id VARCHAR NOT NULL,
+            customer_id VARCHAR NOT NULL,
+            role VARCHAR DEFAULT 'buyer',
+            PRIMARY KEY (deal_id, customer_id)
+        );
+        """,
+    ),
+    Migration(
+        "0002_mailboxes",
+        """
+        CREATE SEQUENCE mailbox_seq;
+        CREATE TABLE mailboxes (
+            id BIGINT PRIMARY KEY DEFAULT nextval('mailbox_seq'),
+            owner_user_id VARCHAR NOT NULL,
+            address VARCHAR NOT NULL,
+            provider VARCHAR NOT NULL,           -- microsoft | google | generic
+            auth_kind VARCHAR NOT NULL,          -- password | oauth
+            imap_host VARCHAR, imap_port INTEGER, imap_security VARCHAR,  -- ssl | starttls | plain
+            smtp_host VARCHAR, smtp_port INTEGER, smtp_security VARCHAR,
+            oauth_authority VARCHAR,             -- non-secret endpoint overrides
+            ca_file VARCHAR,                     -- extra CA to trust (local servers)
+            secret_ref VARCHAR,                  -- key into the encrypted secrets store, never the secret
+            state VARCHAR NOT NULL DEFAULT 'connected', -- connected | problematic | disconnected (C3)
+            problem_code VARCHAR,
+            problem_message VARCHAR,
+            problem_since TIMESTAMP,
+            transient_failures INTEGER NOT NULL DEFAULT 0,
+            capabilities VARCHAR,                -- space separated, recorded at connect
+            sync_folders VARCHAR,                -- JSON list chosen by the user (S9); NULL = default
+            backfill_days INTEGER,               -- S2 window used on first connect
+            connected_at TIMESTAMP,
+            disconnected_at TIMESTAMP,
+            last_sync_at TIMESTAMP,
+            last_good_sync_at TIMESTAMP,
+            created_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE INDEX mailboxes_address ON mailboxes(address);
+        CREATE SEQUENCE mailbox_event_seq;
+        CREATE TABLE mailbox_events (           -- state history (C3, R4)
+            id BIGINT PRIMARY KEY DEFAULT nextval('mailbox_event_seq'),
+            mailbox_id BIGINT NOT NULL,
+            changed_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            from_state VARCHAR,
+            to_state VARCHAR NOT NULL,
+            code VARCHAR,
+            message VARCHAR,
+            actor_user_id VARCHAR
+        );
+        CREATE TABLE folder_checkpoints (
+            mailbox_id BIGINT NOT NULL,
+            folder VARCHAR NOT NULL,
+            uidvalidity BIGINT NOT NULL,
+            last_uid BIGINT NOT NULL DEFAULT 0,
+            highestmodseq BIGINT,
+            uidnext BIGINT,
+            messages BIGINT,
+            updated_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            PRIMARY KEY (mailbox_id, folder)
+        );
+        """,
+    ),
+    Migration(
+        "0003_messages",
+        """
+        CREATE TABLE messages (                  -- one row per distinct message (S8)
+            id VARCHAR PRIMARY KEY,              -- normalised Message-ID, else 'sha256:<raw hash>'
+            message_id_header VARCHAR,
+            subject VARCHAR,
+            from_addr VARCHAR,
+            from_name VARCHAR,
+            to_addrs VARCHAR[],
+            cc_addrs VARCHAR[],
+            sent_at TIMESTAMP,                   -- Date: header (UTC)
+            in_reply_to VARCHAR,
+            "references" VARCHAR[],
+            body_text VARCHAR,
+            body_html VARCHAR,                   -- sanitized
+            raw_sha256 VARCHAR,
+            raw_size BIGINT,
+            parse_warnings VARCHAR[],
+            has_attachments BOOLEAN DEFAULT FALSE,
+            first_seen_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE TABLE message_raw (               -- raw bytes, content addressed, for re-parsing
+            sha256 VARCHAR PRIMARY KEY,
+            raw BLOB NOT NULL
+        );
+        CREATE TABLE message_places (            -- every place a message was seen (S7, S8)
+            message_id VARCHAR NOT NULL,
+            mailbox_id BIGINT NOT NULL,
+            folder VARCHAR NOT NULL,
+            uidvalidity BIGINT NOT NULL,
+            uid BIGINT NOT NULL,
+            flags VARCHAR,
+            internaldate TIMESTAMP,
+            seen_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            PRIMARY KEY (mailbox_id, folder, uidvalidity, uid)
+        );
+        CREATE INDEX message_places_message ON message_places(message_id);
+        CREATE SEQUENCE activity_seq;
+        CREATE TABLE activities (                -- message <-> customer (S4)
+            id BIGINT PRIMARY KEY DEFAULT nextval('activity_seq'),
+            message_id VARCHAR NOT NULL,
+            customer_id VARCHAR NOT NULL,
+            mailbox_id BIGINT,
+            user_id VARCHAR,                     -- owner of the mailbox
+            direction VARCHAR NOT NULL,          -- inbound | outbound
+            occurred_at TIMESTAMP,
+            match_kind VARCHAR,                  -- primary | co_customer
+            deal_id VARCHAR,
+            unlinked_at TIMESTAMP,               -- S9: unlinked by a user (row kept)
+            unlinked_by VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            UNIQUE (message_id, customer_id)
+        );
+        CREATE TABLE attachment_blobs (          -- content addressed (S10)
+            sha256 VARCHAR PRIMARY KEY,
+            size BIGINT NOT NULL,
+            content BLOB NOT NULL
+        );
+        CREATE TABLE attachments (
+            message_id VARCHAR NOT NULL,
+            part_index INTEGER NOT NULL,
+            filename VARCHAR,
+            content_type VARCHAR,
+            size BIGINT,
+            sha256 VARCHAR,                      -- NULL when skipped
+            skipped_reason VARCHAR,              -- e.g. too_large (S10)
+            PRIMARY KEY (message_id, part_index)
+        );
+        """,
+    ),
+    Migration(
+        "0004_sync_audit",
+        """
+        CREATE SEQUENCE sync_run_seq;
+        CREATE TABLE sync_runs (
+            id BIGINT PRIMARY KEY DEFAULT nextval('sync_run_seq'),
+            mailbox_id BIGINT NOT NULL,
+            trigger VARCHAR,                     -- manual | schedule | demo | notebook
+            started_at TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP,
+            status VARCHAR NOT NULL DEFAULT 'running', -- running | ok | failed | interrupted
+            examined BIGINT DEFAULT 0,
+            stored BIGINT DEFAULT 0,
+            skipped BIGINT DEFAULT 0,
+            linked BIGINT DEFAULT 0,             -- known message seen in a new place
+            error_code VARCHAR,
+            error_message VARCHAR,
+            duration_s DOUBLE
+        );
+        CREATE TABLE sync_folder_reports (       -- what the server reported, for reconciliation
+            run_id BIGINT NOT NULL,
+            mailbox_id BIGINT NOT NULL,
+            folder VARCHAR NOT NULL,
+            uidvalidity BIGINT,
+            server_messages BIGINT,
+            server_uidnext BIGINT,
+            highestmodseq BIGINT,
+            examined BIGINT DEFAULT 0,
+            stored BIGINT DEFAULT 0,
+            skipped BIGINT DEFAULT 0,
+            reported_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            PRIMARY KEY (run_id, folder)
+        );
+        CREATE TABLE audit_ledger (              -- S11: one row per message examined per run
+            run_id BIGINT NOT NULL,
+            mailbox_id BIGINT NOT NULL,
+            folder VARCHAR NOT NULL,
+            uidvalidity BIGINT,
+            uid BIGINT,
+            message_id VARCHAR,
+            decision VARCHAR NOT NULL,           -- stored | skipped
+            reason VARCHAR NOT NULL,             -- reason code
+            customers VARCHAR[],
+            msg_date TIMESTAMP,
+            from_addr VARCHAR,
+            subject VARCHAR,
+            examined_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE INDEX audit_ledger_run ON audit_ledger(run_id);
+        CREATE SEQUENCE never_log_seq;
+        CREATE TABLE never_log (                 -- S9
+            id BIGINT PRIMARY KEY DEFAULT nextval('never_log_seq'),
+            kind VARCHAR NOT NULL,               -- address | customer
+            value VARCHAR NOT NULL,
+            user_id VARCHAR,                     -- NULL = everyone
+            created_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        """,
+    ),
+    Migration(
+        "0005_sending",
+        """
+        CREATE SEQUENCE template_seq;
+        CREATE TABLE templates (
+            id BIGINT PRIMARY KEY DEFAULT nextval('template_seq'),
+            name VARCHAR NOT NULL UNIQUE,
+            subject VARCHAR NOT NULL,
+            body_text VARCHAR,
+            body_html VARCHAR,
+            created_by VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            updated_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE SEQUENCE draft_seq;
+        CREATE TABLE drafts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('draft_seq'),
+            user_id VARCHAR NOT NULL,
+            mailbox_id BIGINT,
+            customer_id VARCHAR,
+            deal_id VARCHAR,
+            to_addrs VARCHAR[],
+            cc_addrs VARCHAR[],
+            bcc_addrs VARCHAR[],
+            subject VARCHAR,
+            body_text VARCHAR,
+            body_html VARCHAR,
+            template_id BIGINT,
+            reply_to_message_id VARCHAR,
+            attachments VARCHAR,                 -- JSON list of {path|sha256, filename, content_type}
+            created_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            updated_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            sent_outbox_id BIGINT
+        );
+        CREATE SEQUENCE outbox_seq;
+        CREATE TABLE outbox (                    -- E3: queued -> sending -> sent | failed
+            id BIGINT PRIMARY KEY DEFAULT nextval('outbox_seq'),
+            user_id VARCHAR NOT NULL,
+            mailbox_id BIGINT NOT NULL,
+            customer_ids VARCHAR[],
+            draft_id BIGINT,
+            message_id_header VARCHAR NOT NULL UNIQUE, -- fixed before the first attempt
+            raw BLOB NOT NULL,
+            envelope_from VARCHAR,
+            recipients VARCHAR[],
+            state VARCHAR NOT NULL DEFAULT 'queued',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            updated_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            sent_at TIMESTAMP
+        );
+        CREATE SEQUENCE notification_seq;
+        CREATE TABLE notifications (             -- N1
+            id BIGINT PRIMARY KEY DEFAULT nextval('notification_seq'),
+            user_id VARCHAR NOT NULL,
+            mailbox_id BIGINT,
+            message_id VARCHAR,
+            customer_id VARCHAR,
+            kind VARCHAR NOT NULL DEFAULT 'new_customer_email',
+            created_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            read_at TIMESTAMP
+        );
+        """,
+    ),
+]

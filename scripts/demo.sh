@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `make demo`: start the local mail server, seed the demo company, and run the main job on it.
+# Safe to re-run: every step is idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MO=".venv/bin/mailops"
+export MAILOPS_DB="${MAILOPS_DB:-$PWD/mailops.duckdb}"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "local mail server"
+$MO devserver start
+
+step "demo company (directory + mailboxes)"
+$MO demo seed
+
+printf '\nDone. Store: %s\nThe devserver keeps running; stop it with: %s devserver stop\n' "$MAILOPS_DB" "$MO"

@@ -1,0 +1,83 @@
+"""The store: recorded migrations, the one door to DuckDB, lock handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from mailops.errors import StoreBusy
+from mailops.store import Store
+from mailops.store.migrations import MIGRATIONS, Migration
+
+
+def test_migrations_apply_once_and_are_recorded(tmp_path):
+    path = tmp_path / "m.duckdb"
+    s = Store(path, migrate=False)
+    assert [m.name for m in s.pending()] == [m.name for m in MIGRATIONS]
+    applied = s.migrate()
+    assert applied == [m.name for m in MIGRATIONS]
+    assert s.migrate() == []
+    assert s.pending() == []
+    s.close()
+    again = Store(path)  # reopening migrates nothing new
+    assert again.scalar("SELECT count(*) FROM schema_migrations") == len(MIGRATIONS)
+    status = again.status()
+    assert set(status["state"]) == {"applied"}
+    again.close()
+
+
+def test_new_migration_is_pending_then_applied(tmp_path):
+    s = Store(tmp_path / "m.duckdb")
+    extra = [*MIGRATIONS, Migration("9999_test_extra", "CREATE TABLE extra_t (x INTEGER)")]
+    assert [m.name for m in s.pending(extra)] == ["9999_test_extra"]
+    assert s.migrate(extra) == ["9999_test_extra"]
+    assert s.scalar("SELECT count(*) FROM extra_t") == 0
+
+
+def test_failed_migration_rolls_back_and_is_not_recorded(tmp_path):
+    s = Store(tmp_path / "m.duckdb")
+    bad = [*MIGRATIONS, Migration("9998_bad", "CREATE TABLE half_t (x INTEGER); SELECT * FROM no_such_table")]
+    with pytest.raises(Exception, match="9998_bad"):
+        s.migrate(bad)
+    assert "9998_bad" not in s.applied()
+    assert s.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'half_t'") == 0
+
+
+def test_query_returns_dataframe(store):
+    store.execute("INSERT INTO users (id, email, role) VALUES ('u1', 'a@x.test', 'sales')")
+    df = store.query("SELECT id, email FROM users")
+    assert list(df.columns) == ["id", "email"]
+    assert df.iloc[0]["email"] == "a@x.test"
+
+
+def test_transaction_rolls_back_on_error(store):
+    with pytest.raises(RuntimeError), store.transaction():
+        store.execute("INSERT INTO users (id, email) VALUES ('u1', 'a@x.test')")
+        raise RuntimeError("boom")
+    assert store.scalar("SELECT count(*) FROM users") == 0
+
+
+def test_locked_store_gives_store_busy_not_a_traceback(tmp_path):
+    path = tmp_path / "locked.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import duckdb, sys, time
+            c = duckdb.connect({str(path)!r})
+            print("held", flush=True)
+            time.sleep(30)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusy, match="locked by another process"):
+            Store(path, busy_timeout=0.5).query("SELECT 1")
+    finally:
+        holder.kill()
+        holder.wait()
+    # once the writer is gone the store opens again
+    assert Store(path, busy_timeout=5).scalar("SELECT 1") == 1
