@@ -34,7 +34,9 @@ class Settings:
     socket_timeout: float = 30.0
     ca_file: str = ""  # extra CA to trust (the devserver's local CA)
     log_level: str = "WARNING"
-    internal_policy: str = "strict"  # S5: "strict" (default) skips mail with any ever-connected mailbox
+    internal_policy: str = (
+        "strict"  # S5: "strict" (default) skips mail with any ever-connected mailbox
+    )
 
     @property
     def secrets_path(self) -> Path:
@@ -71,5 +73,7 @@ class Settings:
                 else:
                     out[name] = str(value)
             except ValueError:
-                raise ConfigError(f"setting {name}={value!r} is not a {type(default).__name__}") from None
+                raise ConfigError(
+                    f"setting {name}={value!r} is not a {type(default).__name__}"
+                ) from None
         return cls(**out)

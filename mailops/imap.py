@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +28,9 @@ def login_error_problem(err: Exception, address: str) -> ConnectionProblem:
 
         return classify(err, mailbox=address)
     except ImportError:  # pragma: no cover - problems module arrives with the connections issue
-        return ConnectionProblem(f"login refused for {address}: {err}", code="auth_failed", mailbox=address)
+        return ConnectionProblem(
+            f"login refused for {address}: {err}", code="auth_failed", mailbox=address
+        )
 
 
 def open_imap(
@@ -44,12 +45,14 @@ def open_imap(
     security = (mailbox.imap_security or "ssl").lower()
     ctx = ssl_context(ca_file or mailbox.ca_file)
     try:
-        client = imapclient.IMAPClient(host, port=port, ssl=security == "ssl", ssl_context=ctx, timeout=timeout)
+        client = imapclient.IMAPClient(
+            host, port=port, ssl=security == "ssl", ssl_context=ctx, timeout=timeout
+        )
         if security == "starttls":
             client.starttls(ctx)
     except (ssl.SSLError, ssl.CertificateError) as e:
         raise login_error_problem(e, mailbox.address) from None
-    except (OSError, socket.timeout, IMAPClientError) as e:
+    except (TimeoutError, OSError, IMAPClientError) as e:
         raise login_error_problem(e, mailbox.address) from None
     try:
         if creds.mechanism == "xoauth2":
@@ -66,7 +69,9 @@ def open_imap(
 
 
 @contextmanager
-def imap_session(mailbox: Mailbox, creds: Credentials, **kw: object) -> Iterator[imapclient.IMAPClient]:
+def imap_session(
+    mailbox: Mailbox, creds: Credentials, **kw: object
+) -> Iterator[imapclient.IMAPClient]:
     client = open_imap(mailbox, creds, **kw)  # type: ignore[arg-type]
     try:
         yield client

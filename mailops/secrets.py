@@ -56,7 +56,9 @@ def _keyring_key(ident: str) -> bytes | None:
 class SecretStore:
     """Encrypted key/value store for credentials."""
 
-    def __init__(self, settings: Settings | None = None, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, directory: str | os.PathLike[str] | None = None
+    ) -> None:
         self.settings = settings or Settings.load()
         self.dir = Path(directory) if directory else self.settings.secrets_path
         self._fernet: Fernet | None = None
@@ -78,11 +80,17 @@ class SecretStore:
         return self._fernet
 
     def _file_key(self) -> bytes:
-        path = Path(self.settings.secret_key_file) if self.settings.secret_key_file else self.dir / "key"
+        path = (
+            Path(self.settings.secret_key_file)
+            if self.settings.secret_key_file
+            else self.dir / "key"
+        )
         try:
             if path.exists():
                 if path.stat().st_mode & 0o077:
-                    raise SecretsError(f"key file {path} is readable by others", guidance=f"chmod 600 {path}")
+                    raise SecretsError(
+                        f"key file {path} is readable by others", guidance=f"chmod 600 {path}"
+                    )
                 return path.read_bytes().strip()
             self._ensure_dir()
             key = Fernet.generate_key()
@@ -119,13 +127,19 @@ class SecretStore:
     def get(self, ref: str) -> str:
         path = self._path(ref)
         if not path.exists():
-            raise SecretsError(f"no stored secret for {ref}", code="secret_missing",
-                               guidance="reconnect the mailbox to enter its credentials again")
+            raise SecretsError(
+                f"no stored secret for {ref}",
+                code="secret_missing",
+                guidance="reconnect the mailbox to enter its credentials again",
+            )
         try:
             return self._key().decrypt(path.read_bytes()).decode()
         except InvalidToken:
-            raise SecretsError(f"stored secret for {ref} cannot be decrypted with this key", code="secret_key_mismatch",
-                               guidance="MAILOPS_SECRET_KEY / key file changed; reconnect the mailbox") from None
+            raise SecretsError(
+                f"stored secret for {ref} cannot be decrypted with this key",
+                code="secret_key_mismatch",
+                guidance="MAILOPS_SECRET_KEY / key file changed; reconnect the mailbox",
+            ) from None
 
     def has(self, ref: str) -> bool:
         return self._path(ref).exists()

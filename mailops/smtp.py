@@ -35,11 +35,15 @@ def open_smtp(
         if creds.mechanism == "xoauth2":
             raw = creds.xoauth2_string()
             code, resp = smtp.auth(
-                "XOAUTH2", lambda challenge=None: raw if challenge is None else "", initial_response_ok=True
+                "XOAUTH2",
+                lambda challenge=None: raw if challenge is None else "",
+                initial_response_ok=True,
             )
         else:
             code, resp = smtp.login(creds.username, creds.secret)
-        if code != 235:  # smtplib takes a 503 ("send EHLO first", "already authenticated") as success
+        if (
+            code != 235
+        ):  # smtplib takes a 503 ("send EHLO first", "already authenticated") as success
             raise smtplib.SMTPAuthenticationError(code, resp)
     except (smtplib.SMTPException, OSError) as e:
         try:

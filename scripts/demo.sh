@@ -14,4 +14,12 @@ $MO devserver start
 step "demo company (directory + mailboxes)"
 $MO demo seed
 
+# @demo:connect@ (issue 3: connect every demo mailbox, at least one through OAuth)
+
+# @demo:sync@ (issue 4: sync every demo mailbox, print stored / skipped by reason)
+
+# @demo:send@ (issue 5: send a few emails, one from a template, one reply)
+
+# @demo:reports@ (issue 6: run all notebooks, print the HTML report paths)
+
 printf '\nDone. Store: %s\nThe devserver keeps running; stop it with: %s devserver stop\n' "$MAILOPS_DB" "$MO"

@@ -29,16 +29,22 @@ def test_imap_plain_login_over_starttls_and_imaps(mailserver):
     caps = c.capabilities()
     assert b"CONDSTORE" in caps and b"QRESYNC" in caps and b"SPECIAL-USE" in caps
     c.logout()
-    c = imapclient.IMAPClient("127.0.0.1", mailserver.imaps_port, ssl=True, ssl_context=_ctx(mailserver), timeout=10)
+    c = imapclient.IMAPClient(
+        "127.0.0.1", mailserver.imaps_port, ssl=True, ssl_context=_ctx(mailserver), timeout=10
+    )
     c.login(addr, pw)
-    special = {flag for _, flags, _ in [(f[0], f[0], f[2]) for f in c.list_folders()] for flag in flags}
+    special = {
+        flag for _, flags, _ in [(f[0], f[0], f[2]) for f in c.list_folders()] for flag in flags
+    }
     assert b"\\Sent" in special and b"\\Drafts" in special
     c.logout()
 
 
 def test_imap_wrong_password_is_refused(mailserver):
     addr, _ = mailserver.new_user()
-    c = imapclient.IMAPClient("127.0.0.1", mailserver.imaps_port, ssl=True, ssl_context=_ctx(mailserver), timeout=10)
+    c = imapclient.IMAPClient(
+        "127.0.0.1", mailserver.imaps_port, ssl=True, ssl_context=_ctx(mailserver), timeout=10
+    )
     with pytest.raises(LoginError, match="AUTHENTICATIONFAILED"):
         c.login(addr, "wrong")
     c.shutdown()
@@ -50,7 +56,9 @@ def test_imap_xoauth2_accepts_issued_token_and_rejects_bad_or_foreign(mailserver
     token = mailserver.issue_token(alice)["access_token"]
 
     def login(user, tok):
-        c = imapclient.IMAPClient("127.0.0.1", mailserver.imaps_port, ssl=True, ssl_context=_ctx(mailserver), timeout=10)
+        c = imapclient.IMAPClient(
+            "127.0.0.1", mailserver.imaps_port, ssl=True, ssl_context=_ctx(mailserver), timeout=10
+        )
         try:
             c.oauth2_login(user, tok)
             c.logout()
@@ -78,9 +86,17 @@ def test_smtp_delivers_into_recipient_inbox_via_lmtp(mailserver):
         s.starttls(context=_ctx(mailserver))
         s.ehlo()  # smtplib does not re-EHLO after STARTTLS, and treats the server's 503 as success
         raw = f"user={sender}\x01auth=Bearer {token}\x01\x01"
-        code, _ = s.auth("XOAUTH2", lambda challenge=None: raw if challenge is None else "", initial_response_ok=True)
+        code, _ = s.auth(
+            "XOAUTH2",
+            lambda challenge=None: raw if challenge is None else "",
+            initial_response_ok=True,
+        )
         assert code == 235
-        s.sendmail(sender, [rcpt], f"From: {sender}\r\nTo: {rcpt}\r\nSubject: lmtp check\r\n\r\nhello\r\n".encode())
+        s.sendmail(
+            sender,
+            [rcpt],
+            f"From: {sender}\r\nTo: {rcpt}\r\nSubject: lmtp check\r\n\r\nhello\r\n".encode(),
+        )
     with smtplib.SMTP("127.0.0.1", mailserver.smtp_port, timeout=10) as s:
         s.starttls(context=_ctx(mailserver))
         with pytest.raises(smtplib.SMTPAuthenticationError):
@@ -88,7 +104,9 @@ def test_smtp_delivers_into_recipient_inbox_via_lmtp(mailserver):
         s.login(sender, spw)
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             s.sendmail(sender, ["nobody-here@example.test"], b"Subject: x\r\n\r\nx\r\n")
-    c = imapclient.IMAPClient("127.0.0.1", mailserver.imaps_port, ssl=True, ssl_context=_ctx(mailserver), timeout=10)
+    c = imapclient.IMAPClient(
+        "127.0.0.1", mailserver.imaps_port, ssl=True, ssl_context=_ctx(mailserver), timeout=10
+    )
     c.login(rcpt, rpw)
     c.select_folder("INBOX", readonly=True)
     uids = c.search()
@@ -103,23 +121,37 @@ def test_cli_start_status_stop_leaves_no_process():
     env = dict(os.environ, MAILOPS_DEVSERVER_DIR=root)
     mailops = [sys.executable, "-m", "mailops.cli"]
     try:
-        out = subprocess.run([*mailops, "devserver", "start"], env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [*mailops, "devserver", "start"], env=env, capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         state = DevServerState.load(root)
         assert state is not None and _pid_alive(state.pid) and _pid_alive(state.dovecot_pid)
-        again = subprocess.run([*mailops, "devserver", "start"], env=env, capture_output=True, text=True, timeout=60)
-        assert again.returncode == 0 and f"pid {state.pid}" in again.stdout  # idempotent: same server
-        st = subprocess.run([*mailops, "devserver", "status"], env=env, capture_output=True, text=True, timeout=60)
+        again = subprocess.run(
+            [*mailops, "devserver", "start"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert (
+            again.returncode == 0 and f"pid {state.pid}" in again.stdout
+        )  # idempotent: same server
+        st = subprocess.run(
+            [*mailops, "devserver", "status"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert st.returncode == 0 and str(state.imap_port) in st.stdout
-        stop = subprocess.run([*mailops, "devserver", "stop"], env=env, capture_output=True, text=True, timeout=60)
+        stop = subprocess.run(
+            [*mailops, "devserver", "stop"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert stop.returncode == 0, stop.stderr
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (_pid_alive(state.pid) or _pid_alive(state.dovecot_pid)):
+        while time.monotonic() < deadline and (
+            _pid_alive(state.pid) or _pid_alive(state.dovecot_pid)
+        ):
             time.sleep(0.1)
         assert not _pid_alive(state.pid) and not _pid_alive(state.dovecot_pid)
         leftovers = subprocess.run(["pgrep", "-f", root], capture_output=True, text=True)
         assert leftovers.stdout.strip() == ""
-        st = subprocess.run([*mailops, "devserver", "status"], env=env, capture_output=True, text=True, timeout=60)
+        st = subprocess.run(
+            [*mailops, "devserver", "status"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert st.returncode == 1 and "not running" in st.stdout
     finally:
         subprocess.run([*mailops, "devserver", "stop"], env=env, capture_output=True, timeout=60)

@@ -39,11 +39,16 @@ def test_new_migration_is_pending_then_applied(tmp_path):
 
 def test_failed_migration_rolls_back_and_is_not_recorded(tmp_path):
     s = Store(tmp_path / "m.duckdb")
-    bad = [*MIGRATIONS, Migration("9998_bad", "CREATE TABLE half_t (x INTEGER); SELECT * FROM no_such_table")]
+    bad = [
+        *MIGRATIONS,
+        Migration("9998_bad", "CREATE TABLE half_t (x INTEGER); SELECT * FROM no_such_table"),
+    ]
     with pytest.raises(Exception, match="9998_bad"):
         s.migrate(bad)
     assert "9998_bad" not in s.applied()
-    assert s.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'half_t'") == 0
+    assert (
+        s.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'half_t'") == 0
+    )
 
 
 def test_query_returns_dataframe(store):
@@ -64,13 +69,18 @@ def test_locked_store_gives_store_busy_not_a_traceback(tmp_path):
     path = tmp_path / "locked.duckdb"
     Store(path).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import duckdb, sys, time
             c = duckdb.connect({str(path)!r})
             print("held", flush=True)
             time.sleep(30)
-        """)],
-        stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"

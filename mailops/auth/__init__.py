@@ -42,7 +42,13 @@ def credentials_for(
     settings = settings or Settings.load()
     secrets = secrets or SecretStore(settings)
     if mailbox.auth_kind == "password":
-        return Credentials(mailbox.address, "password", secrets.get(mailbox.secret_ref or password_ref(mailbox.id)))
+        return Credentials(
+            mailbox.address, "password", secrets.get(mailbox.secret_ref or password_ref(mailbox.id))
+        )
     from mailops.auth.oauth import access_token  # provider specific (MSAL / google-auth)
 
-    return Credentials(mailbox.address, "xoauth2", access_token(mailbox, settings, secrets, force_refresh=force_refresh))
+    return Credentials(
+        mailbox.address,
+        "xoauth2",
+        access_token(mailbox, settings, secrets, force_refresh=force_refresh),
+    )

@@ -38,7 +38,9 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", envvar="MAILOPS_DB", help="DuckDB file (default ./mailops.duckdb, or $MAILOPS_DB).")
+@click.option(
+    "--db", envvar="MAILOPS_DB", help="DuckDB file (default ./mailops.duckdb, or $MAILOPS_DB)."
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="mailops")
 @click.pass_context
@@ -46,7 +48,9 @@ def cli(ctx: click.Context, db: str | None, debug: bool) -> None:
     """mailops: connect mailboxes, sync customer email into DuckDB, send, report."""
     settings = Settings.load(db=db)
     logging.basicConfig(
-        level=logging.DEBUG if debug else getattr(logging, settings.log_level.upper(), logging.WARNING),
+        level=logging.DEBUG
+        if debug
+        else getattr(logging, settings.log_level.upper(), logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     obj = Context(settings=settings, debug=debug)
@@ -68,7 +72,22 @@ def _register() -> None:
         module.register(cli)
 
 
-COMMAND_MODULES = ("db", "devserver", "directory", "demo", "mailbox", "sync", "audit", "send", "report", "stats")
+COMMAND_MODULES = (
+    "db",
+    "devserver",
+    "directory",
+    "demo",
+    "mailbox",
+    "sync",
+    "audit",
+    "send",
+    "draft",
+    "outbox",
+    "template",
+    "report",
+    "stats",
+    "notify",
+)
 
 
 _register()
@@ -96,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         # a full disk, a missing file, a dead socket: one line, never a traceback
-        click.echo(f"error [os]: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", err=True)
+        click.echo(
+            f"error [os]: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", err=True
+        )
         return 1
     return 0
 

@@ -1,3 +1,5 @@
-from mailops.cli import main
 import sys
+
+from mailops.cli import main
+
 sys.exit(main())

@@ -28,7 +28,11 @@ def _describe(st: object) -> str:
 
 
 @devserver.command("start")
-@click.option("--dir", "root", help="State directory (default $MAILOPS_DEVSERVER_DIR or /tmp/mailops-devserver).")
+@click.option(
+    "--dir",
+    "root",
+    help="State directory (default $MAILOPS_DEVSERVER_DIR or /tmp/mailops-devserver).",
+)
 @pass_ctx
 def start(ctx: Context, root: str | None) -> None:
     """Start it in the background (installs Dovecot with apt when missing). Safe to re-run."""
@@ -46,7 +50,11 @@ def stop(ctx: Context, root: str | None) -> None:
     from mailops.devserver import stop_detached
 
     pids = stop_detached(root or ctx.settings.devserver_dir)
-    click.echo(f"devserver stopped (pids {', '.join(map(str, pids))})" if pids else "devserver was not running")
+    click.echo(
+        f"devserver stopped (pids {', '.join(map(str, pids))})"
+        if pids
+        else "devserver was not running"
+    )
 
 
 @devserver.command("status")

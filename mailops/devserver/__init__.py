@@ -65,14 +65,19 @@ def ensure_dovecot(install: bool = True) -> str:
     if found:
         return found
     if not install:
-        raise DevServerError("Dovecot is not installed", guidance="apt-get install -y " + " ".join(DOVECOT_PACKAGES))
+        raise DevServerError(
+            "Dovecot is not installed", guidance="apt-get install -y " + " ".join(DOVECOT_PACKAGES)
+        )
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise DevServerError(
             "Dovecot is not installed and cannot be installed here (needs root and apt-get)",
             guidance="sudo apt-get install -y " + " ".join(DOVECOT_PACKAGES),
         )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *DOVECOT_PACKAGES]):
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", *DOVECOT_PACKAGES],
+    ):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
@@ -92,7 +97,9 @@ class DevServerState:
     imap_port: int = 0
     imaps_port: int = 0
     smtp_port: int = 0
-    oauth_url: str = ""  # HTTPS base URL of the token service (MSAL authority = oauth_url + "/organizations")
+    oauth_url: str = (
+        ""  # HTTPS base URL of the token service (MSAL authority = oauth_url + "/organizations")
+    )
     oauth_http_url: str = ""  # plain HTTP base (introspection, test helpers)
     ca_file: str = ""
     pid: int = 0  # process running the DevServer
@@ -120,9 +127,9 @@ class DevServerState:
         return os.path.join(self.root, "log", "dovecot.log")
 
     # -- test / demo helpers over the token service's plain-HTTP side ----------------------
-    def _post(self, path: str, **form: Any) -> dict[str, Any]:
+    def _post(self, _endpoint: str, **form: Any) -> dict[str, Any]:
         data = urllib.parse.urlencode({k: v for k, v in form.items() if v is not None}).encode()
-        with urllib.request.urlopen(self.oauth_http_url + path, data=data, timeout=10) as r:
+        with urllib.request.urlopen(self.oauth_http_url + _endpoint, data=data, timeout=10) as r:
             return dict(json.load(r))
 
     def issue_token(self, username: str, ttl: int | None = None) -> dict[str, Any]:
@@ -130,7 +137,9 @@ class DevServerState:
 
     def approve(self, user_code: str, username: str, deny: bool = False) -> bool:
         try:
-            self._post("/approve", user_code=user_code, username=username, deny="1" if deny else None)
+            self._post(
+                "/approve", user_code=user_code, username=username, deny="1" if deny else None
+            )
             return True
         except urllib.error.HTTPError:
             return False
@@ -141,8 +150,22 @@ class DevServerState:
     def configure(self, **form: Any) -> dict[str, Any]:
         return self._post("/config", **form)
 
-    def fault(self, path: str, status: int = 500, error: str = "server_error", count: int = 1, description: str = "") -> None:
-        self._post("/fault", path=path, status=status, error=error, count=count, description=description or None)
+    def fault(
+        self,
+        path: str,
+        status: int = 500,
+        error: str = "server_error",
+        count: int = 1,
+        description: str = "",
+    ) -> None:
+        self._post(
+            "/fault",
+            path=path,
+            status=status,
+            error=error,
+            count=count,
+            description=description or None,
+        )
 
     # -- users and mail ---------------------------------------------------------------
     def add_users(self, users: dict[str, str]) -> None:
@@ -155,8 +178,12 @@ class DevServerState:
         binary = shutil.which("doveadm") or shutil.which("doveadm", path="/usr/bin:/usr/sbin")
         if not binary:
             raise DevServerError("doveadm not found")
-        done = subprocess.run([binary, "-c", os.path.join(self.root, "dovecot.conf"), *args],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [binary, "-c", os.path.join(self.root, "dovecot.conf"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if done.returncode != 0:
             raise DevServerError(f"doveadm {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
@@ -262,8 +289,11 @@ class DevServer:
         # 2. dovecot, foreground child: its pid is the master
         ports = {"IMAP_PORT": free_port(), "IMAPS_PORT": free_port()}
         values = {
-            "ROOT": str(root), "MAIL_USER": "nobody", "MAIL_GROUP": "nogroup",
-            "LOGIN_USER": "dovenull", "INTERNAL_USER": "dovecot",
+            "ROOT": str(root),
+            "MAIL_USER": "nobody",
+            "MAIL_GROUP": "nogroup",
+            "LOGIN_USER": "dovenull",
+            "INTERNAL_USER": "dovecot",
             "OAUTH_PORT": str(http.server_address[1]),
             **{k: str(v) for k, v in ports.items()},
         }
@@ -271,22 +301,34 @@ class DevServer:
         _render(HERE / "dovecot-oauth2.conf.ext.template", root / "dovecot-oauth2.conf.ext", values)
         errlog = open(root / "log" / "dovecot.stderr", "ab")
         try:
-            self._proc = subprocess.Popen([binary, "-F", "-c", str(root / "dovecot.conf")],
-                                          stdout=errlog, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(
+                [binary, "-F", "-c", str(root / "dovecot.conf")],
+                stdout=errlog,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         finally:
             errlog.close()
         try:
             wait_port(ports["IMAP_PORT"], self._proc)
             # 3. SMTP submission -> LMTP
-            self._smtp = make_controller(str(root), port=0, oauth_url=http.url + "/introspect", tls=True)
+            self._smtp = make_controller(
+                str(root), port=0, oauth_url=http.url + "/introspect", tls=True
+            )
             self._smtp.start()
         except BaseException:
             self.stop()
             raise
         self.state = DevServerState(
-            root=str(root), imap_port=ports["IMAP_PORT"], imaps_port=ports["IMAPS_PORT"],
-            smtp_port=self._smtp.port, oauth_url=https.url, oauth_http_url=http.url,
-            ca_file=str(ssl_dir / "ca.pem"), pid=os.getpid(), dovecot_pid=self._proc.pid,
+            root=str(root),
+            imap_port=ports["IMAP_PORT"],
+            imaps_port=ports["IMAPS_PORT"],
+            smtp_port=self._smtp.port,
+            oauth_url=https.url,
+            oauth_http_url=http.url,
+            ca_file=str(ssl_dir / "ca.pem"),
+            pid=os.getpid(),
+            dovecot_pid=self._proc.pid,
             started_at=time.time(),
         )
         return self.state
@@ -363,8 +405,13 @@ def start_detached(root: str, timeout: float = 60) -> DevServerState:
     Path(root, STATE_FILE).unlink(missing_ok=True)
     log = open(Path(root) / "devserver.log", "ab")
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "mailops.devserver", root], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailops.devserver", root],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     finally:
         log.close()
     deadline = time.monotonic() + timeout
@@ -373,11 +420,17 @@ def start_detached(root: str, timeout: float = 60) -> DevServerState:
         if st:
             return st
         if proc.poll() is not None:
-            tail = (Path(root) / "devserver.log").read_text(errors="replace").strip().splitlines()[-1:]
-            raise DevServerError(f"devserver exited while starting: {tail[0] if tail else '?'}",
-                                 guidance=f"see {root}/devserver.log and {root}/log/dovecot.log")
+            tail = (
+                (Path(root) / "devserver.log").read_text(errors="replace").strip().splitlines()[-1:]
+            )
+            raise DevServerError(
+                f"devserver exited while starting: {tail[0] if tail else '?'}",
+                guidance=f"see {root}/devserver.log and {root}/log/dovecot.log",
+            )
         time.sleep(0.1)
-    raise DevServerError(f"devserver did not come up in {timeout:.0f}s", guidance=f"see {root}/devserver.log")
+    raise DevServerError(
+        f"devserver did not come up in {timeout:.0f}s", guidance=f"see {root}/devserver.log"
+    )
 
 
 def stop_detached(root: str, timeout: float = 20) -> list[int]:
@@ -414,7 +467,9 @@ def serve(root: str) -> None:
     server = DevServer(root)
     state = server.start()
     state.save()
-    print(f"READY imap={state.imap_port} smtp={state.smtp_port} oauth={state.oauth_url}", flush=True)
+    print(
+        f"READY imap={state.imap_port} smtp={state.smtp_port} oauth={state.oauth_url}", flush=True
+    )
     try:
         while not stop.wait(1.0):
             if server._proc is not None and server._proc.poll() is not None:

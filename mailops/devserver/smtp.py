@@ -7,6 +7,7 @@
 
 Started by mailops.devserver: ctl = make_controller(root, port=0 ...); ctl.start(); ctl.stop().
 """
+
 import asyncio
 import base64
 import json
@@ -16,6 +17,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -30,7 +32,7 @@ def read_users(path):
             if not line or line.startswith("#"):
                 continue
             name, pw = line.split(":")[:2]
-            users[name.lower()] = pw[len("{PLAIN}"):] if pw.startswith("{PLAIN}") else None
+            users[name.lower()] = pw[len("{PLAIN}") :] if pw.startswith("{PLAIN}") else None
     return users
 
 
@@ -46,7 +48,9 @@ def introspect(url, token):
 
 
 class LmtpHandler:
-    def __init__(self, users_file, lmtp_socket, oauth_url=None, accept_all=False, require_auth=True):
+    def __init__(
+        self, users_file, lmtp_socket, oauth_url=None, accept_all=False, require_auth=True
+    ):
         self.users_file = users_file
         # NB: never name a handler attribute auth_*: aiosmtpd turns EVERY handler member called
         # auth_<X> (even a bool) into an advertised AUTH mechanism <X>.
@@ -71,26 +75,40 @@ class LmtpHandler:
             try:
                 raw = base64.b64decode(args[1], validate=True)
             except ValueError:
-                return AuthResult(success=False, handled=False, message="501 5.5.2 Can't decode base64")
+                return AuthResult(
+                    success=False, handled=False, message="501 5.5.2 Can't decode base64"
+                )
         else:
             raw = await server.challenge_auth("")
             if not isinstance(raw, bytes):  # client aborted with '*' (already answered)
                 return AuthResult(success=False, handled=True)
         # "user=" USER ^A "auth=Bearer " TOKEN ^A ^A
-        fields = dict(p.split("=", 1) for p in raw.decode(errors="replace").split("\x01") if "=" in p)
+        fields = dict(
+            p.split("=", 1) for p in raw.decode(errors="replace").split("\x01") if "=" in p
+        )
         user = fields.get("user", "").lower()
-        token = fields.get("auth", "")[len("Bearer "):] if fields.get("auth", "").startswith("Bearer ") else ""
+        token = (
+            fields.get("auth", "")[len("Bearer ") :]
+            if fields.get("auth", "").startswith("Bearer ")
+            else ""
+        )
         owner = None
         if self.oauth_url and token:
             loop = asyncio.get_running_loop()
             try:
                 owner = await loop.run_in_executor(None, introspect, self.oauth_url, token)
             except OSError:  # introspection server unreachable (URLError is an OSError)
-                return AuthResult(success=False, handled=False, message="454 4.7.0 Temporary authentication failure")
+                return AuthResult(
+                    success=False,
+                    handled=False,
+                    message="454 4.7.0 Temporary authentication failure",
+                )
         if owner and owner.lower() == user:
             return AuthResult(success=True, auth_data=user)
         # Like Gmail/Dovecot: send a JSON error challenge, client answers with an empty line, then 535.
-        await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"}))
+        await server.challenge_auth(
+            json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"})
+        )
         # NB: AuthResult(success=False) defaults to handled=True = "I already replied" -> client hangs.
         return AuthResult(success=False, handled=False, message="535 5.7.8 Invalid token")
 
@@ -132,19 +150,25 @@ class LmtpHandler:
 
 def make_controller(root, port=0, oauth_url=None, require_auth=True, tls=False, accept_all=False):
     """Start-able aiosmtpd Controller (ctl.start() / ctl.stop(); ctl.port is the port)."""
-    if port == 0:  # aiosmtpd 1.4's Controller can't bind port 0 (its readiness probe dials self.port)
+    if (
+        port == 0
+    ):  # aiosmtpd 1.4's Controller can't bind port 0 (its readiness probe dials self.port)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
     handler = LmtpHandler(f"{root}/users", f"{root}/run/lmtp", oauth_url, accept_all, require_auth)
-    kw = {}
+    kw: dict[str, Any] = {}
     if tls:  # offer STARTTLS with Dovecot's self-signed cert
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(f"{root}/ssl/server.pem", f"{root}/ssl/server.key")
         kw["tls_context"] = ctx
-    ctl = Controller(handler, hostname="127.0.0.1", port=port,
-                     authenticator=handler.authenticator,
-                     auth_require_tls=False,  # else aiosmtpd hides AUTH until STARTTLS
-                     **kw)
-    ctl.handler_obj = handler
+    ctl = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=handler.authenticator,
+        auth_require_tls=False,  # else aiosmtpd hides AUTH until STARTTLS
+        **kw,
+    )
+    ctl.handler_obj = handler  # type: ignore[attr-defined]
     return ctl

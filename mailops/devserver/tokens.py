@@ -24,6 +24,7 @@ Endpoints ({t} = any tenant path segment, e.g. organizations / common / a GUID; 
 In-process: svc = TokenService(); ca, crt, key = make_tls_files(tmpdir); svc.serve(0, (crt, key)); svc.serve(0)
 mailops.devserver runs it in the devserver process, HTTPS for the OAuth clients, plain HTTP for Dovecot.
 """
+
 import base64
 import datetime
 import hashlib
@@ -58,29 +59,68 @@ def make_tls_files(directory):
     Has the extensions strict verifiers (Python 3.13 VERIFY_X509_STRICT) want: critical CA basicConstraints
     and keyUsage, SKI/AKI, serverAuth EKU."""
     now = datetime.datetime.now(datetime.UTC)
-    ca_key, srv_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key, srv_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "local test CA")])
 
     def cert(subject, key, ca):
-        off = dict.fromkeys(["content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-                             "encipher_only", "decipher_only"], False)
-        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(key.public_key())
-             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-             .not_valid_after(now + datetime.timedelta(days=30))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
-             .add_extension(x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **off), True)
-             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False))
+        off = dict.fromkeys(
+            [
+                "content_commitment",
+                "key_encipherment",
+                "data_encipherment",
+                "key_agreement",
+                "encipher_only",
+                "decipher_only",
+            ],
+            False,
+        )
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(
+                x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True
+            )
+            .add_extension(
+                x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **off), True
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+        )
         if not ca:
-            b = (b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                              x509.DNSName("localhost")]), critical=False)
-                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+            b = b.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
+                critical=False,
+            ).add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
         return b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
-    files = {"ca.pem": cert(ca_name, ca_key, True),
-             "server.pem": cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), srv_key, False),
-             "server.key": srv_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption())}
+    files = {
+        "ca.pem": cert(ca_name, ca_key, True),
+        "server.pem": cert(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), srv_key, False
+        ),
+        "server.key": srv_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    }
     os.makedirs(directory, exist_ok=True)
     for name, data in files.items():
         with open(os.path.join(directory, name), "wb") as f:
@@ -92,15 +132,22 @@ class TokenService:
     """All state, in memory.  Tests may poke it directly: svc.at_ttl = 302, svc.approve(...), svc.log."""
 
     def __init__(self, at_ttl=3600, rt_ttl=90 * 86400):
-        self.at_ttl, self.rt_ttl = at_ttl, rt_ttl  # NB: MSAL treats an AT with < 300 s left as expired
+        self.at_ttl, self.rt_ttl = (
+            at_ttl,
+            rt_ttl,
+        )  # NB: MSAL treats an AT with < 300 s left as expired
         self.lock = threading.Lock()
         self.access, self.refresh = {}, {}  # token -> {"username", "client_id", "scope", "exp"}
-        self.device, self.codes = {}, {}    # device_code -> pending sign-in; auth code -> grant
-        self.log = []                       # (method, path, grant_type or None), for assertions
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # id_token signing key
+        self.device, self.codes = {}, {}  # device_code -> pending sign-in; auth code -> grant
+        self.log = []  # (method, path, grant_type or None), for assertions
+        self.key = rsa.generate_private_key(
+            public_exponent=65537, key_size=2048
+        )  # id_token signing key
         self.kid, self.base_url = "local-rs256", None
         self.faults: dict[str, list[Any]] = {}  # path suffix -> [count, status, body]
-        self.identity_override: dict[str, str] = {}  # username -> preferred_username to put in id_token
+        self.identity_override: dict[
+            str, str
+        ] = {}  # username -> preferred_username to put in id_token
 
     def sign_jwt(self, claims):
         head = b64u(json.dumps({"typ": "JWT", "alg": "RS256", "kid": self.kid}).encode())
@@ -108,36 +155,77 @@ class TokenService:
         return f"{head}.{body}.{b64u(self.key.sign(f'{head}.{body}'.encode(), padding.PKCS1v15(), hashes.SHA256()))}"
 
     def jwks(self):
-        pub, i2b = self.key.public_key().public_numbers(), lambda i: i.to_bytes((i.bit_length() + 7) // 8, "big")
-        return {"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
-                          "n": b64u(i2b(pub.n)), "e": b64u(i2b(pub.e))}]}
+        pub, i2b = (
+            self.key.public_key().public_numbers(),
+            lambda i: i.to_bytes((i.bit_length() + 7) // 8, "big"),
+        )
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "use": "sig",
+                    "alg": "RS256",
+                    "kid": self.kid,
+                    "n": b64u(i2b(pub.n)),
+                    "e": b64u(i2b(pub.e)),
+                }
+            ]
+        }
 
     def discovery(self, tenant):
         t = f"{self.base_url}/{tenant}"
-        return {"issuer": f"{t}/v2.0", "authorization_endpoint": f"{t}/oauth2/v2.0/authorize",
-                "token_endpoint": f"{t}/oauth2/v2.0/token",  # MSAL: must be https with >= 1 path segment
-                "device_authorization_endpoint": f"{t}/oauth2/v2.0/devicecode", "jwks_uri": f"{t}/discovery/v2.0/keys",
-                "response_types_supported": ["code"], "id_token_signing_alg_values_supported": ["RS256"],
-                "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT]}
+        return {
+            "issuer": f"{t}/v2.0",
+            "authorization_endpoint": f"{t}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{t}/oauth2/v2.0/token",  # MSAL: must be https with >= 1 path segment
+            "device_authorization_endpoint": f"{t}/oauth2/v2.0/devicecode",
+            "jwks_uri": f"{t}/discovery/v2.0/keys",
+            "response_types_supported": ["code"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT],
+        }
 
     def issue(self, username, client_id, scope, nonce=None):
         """AAD-v2-shaped token response; caller holds self.lock.  "scope" echoes the request, so MSAL's cache
         target and google-auth's granted-scope check both match what the client asked for."""
         now, oid = int(time.time()), str(uuid.uuid5(uuid.NAMESPACE_URL, "user:" + username.lower()))
         at, rt = "at-" + secrets.token_urlsafe(32), "rt-" + secrets.token_urlsafe(32)
-        self.access[at] = dict(username=username, client_id=client_id, scope=scope, exp=now + self.at_ttl)
-        self.refresh[rt] = dict(username=username, client_id=client_id, scope=scope, exp=now + self.rt_ttl)
-        resp = {"token_type": "Bearer", "scope": scope, "expires_in": self.at_ttl, "ext_expires_in": self.at_ttl,
-                "access_token": at, "refresh_token": rt,
-                # MSAL sends client_info=1; {"uid","utid"} becomes its home_account_id "<uid>.<utid>"
-                "client_info": b64u(json.dumps({"uid": oid, "utid": TENANT_ID}).encode())}
-        if "openid" in scope.split():  # MSAL always asks for openid; it decodes but never verifies the id_token
-            claims = {"ver": "2.0", "iss": f"{self.base_url}/{TENANT_ID}/v2.0", "aud": client_id, "iat": now,
-                      "nbf": now, "exp": now + 3600, "tid": TENANT_ID, "oid": oid,
-                      "sub": b64u(hashlib.sha256(f"{oid}|{client_id}".encode()).digest()),
-                      "preferred_username": self.identity_override.get(username.lower(), username),
-                      "email": self.identity_override.get(username.lower(), username), "name": username.split("@")[0]}
-            if nonce:  # auth-code flow: MSAL sends sha256(nonce) as nonce= and raises unless it comes back
+        self.access[at] = dict(
+            username=username, client_id=client_id, scope=scope, exp=now + self.at_ttl
+        )
+        self.refresh[rt] = dict(
+            username=username, client_id=client_id, scope=scope, exp=now + self.rt_ttl
+        )
+        resp = {
+            "token_type": "Bearer",
+            "scope": scope,
+            "expires_in": self.at_ttl,
+            "ext_expires_in": self.at_ttl,
+            "access_token": at,
+            "refresh_token": rt,
+            # MSAL sends client_info=1; {"uid","utid"} becomes its home_account_id "<uid>.<utid>"
+            "client_info": b64u(json.dumps({"uid": oid, "utid": TENANT_ID}).encode()),
+        }
+        if (
+            "openid" in scope.split()
+        ):  # MSAL always asks for openid; it decodes but never verifies the id_token
+            claims = {
+                "ver": "2.0",
+                "iss": f"{self.base_url}/{TENANT_ID}/v2.0",
+                "aud": client_id,
+                "iat": now,
+                "nbf": now,
+                "exp": now + 3600,
+                "tid": TENANT_ID,
+                "oid": oid,
+                "sub": b64u(hashlib.sha256(f"{oid}|{client_id}".encode()).digest()),
+                "preferred_username": self.identity_override.get(username.lower(), username),
+                "email": self.identity_override.get(username.lower(), username),
+                "name": username.split("@")[0],
+            }
+            if (
+                nonce
+            ):  # auth-code flow: MSAL sends sha256(nonce) as nonce= and raises unless it comes back
                 claims["nonce"] = nonce
             resp["id_token"] = self.sign_jwt(claims)
         return resp
@@ -153,7 +241,11 @@ class TokenService:
     def revoke(self, token=None, username=None):
         with self.lock:
             for table in (self.access, self.refresh):
-                for t in [t for t, v in table.items() if t == token or (username and v["username"] == username)]:
+                for t in [
+                    t
+                    for t, v in table.items()
+                    if t == token or (username and v["username"] == username)
+                ]:
                     del table[t]
 
     def route(self, method, path, query, form, headers):
@@ -167,7 +259,11 @@ class TokenService:
             with self.lock:
                 saved, self.at_ttl = self.at_ttl, int(form.get("ttl") or self.at_ttl)
                 try:
-                    resp = self.issue(form["username"], form.get("client_id", "test"), form.get("scope", "openid mail"))
+                    resp = self.issue(
+                        form["username"],
+                        form.get("client_id", "test"),
+                        form.get("scope", "openid mail"),
+                    )
                 finally:
                     self.at_ttl = saved
             return 200, resp, {}
@@ -178,83 +274,191 @@ class TokenService:
                 self.identity_override[form["identity_for"].lower()] = form["identity"]
             return 200, {"at_ttl": self.at_ttl}, {}
         if method == "POST" and path == "/fault":
-            body = {"error": form.get("error", "server_error"), "error_description": form.get("description", "injected fault"),
-                    "error_codes": []}
-            self.faults[form["path"]] = [int(form.get("count", 1)), int(form.get("status", 500)), body]
+            body = {
+                "error": form.get("error", "server_error"),
+                "error_description": form.get("description", "injected fault"),
+                "error_codes": [],
+            }
+            self.faults[form["path"]] = [
+                int(form.get("count", 1)),
+                int(form.get("status", 500)),
+                body,
+            ]
             return 200, {}, {}
         tenant, _, tail = path.strip("/").partition("/")
-        if method == "GET" and tail in ("v2.0/.well-known/openid-configuration", ".well-known/openid-configuration"):
+        if method == "GET" and tail in (
+            "v2.0/.well-known/openid-configuration",
+            ".well-known/openid-configuration",
+        ):
             return 200, self.discovery(tenant), {}
         if method == "GET" and tail == "discovery/v2.0/keys":
             return 200, self.jwks(), {}
         if method == "POST" and tail == "oauth2/v2.0/devicecode":
-            dc, uc, url = secrets.token_urlsafe(32), secrets.token_hex(4).upper(), f"{self.base_url}/devicelogin"
+            dc, uc, url = (
+                secrets.token_urlsafe(32),
+                secrets.token_hex(4).upper(),
+                f"{self.base_url}/devicelogin",
+            )
             with self.lock:
-                self.device[dc] = dict(user_code=uc, scope=form.get("scope", ""), exp=time.time() + 900,
-                                       username=None, denied=False)
-            return 200, {"device_code": dc, "user_code": uc, "verification_uri": url, "expires_in": 900,
-                         "interval": 1,  # MSAL sleeps `interval` s between polls; 0 makes it busy-loop
-                         "message": f"To sign in, use a web browser to open the page {url} "
-                                    f"and enter the code {uc} to authenticate."}, {}
+                self.device[dc] = dict(
+                    user_code=uc,
+                    scope=form.get("scope", ""),
+                    exp=time.time() + 900,
+                    username=None,
+                    denied=False,
+                )
+            return (
+                200,
+                {
+                    "device_code": dc,
+                    "user_code": uc,
+                    "verification_uri": url,
+                    "expires_in": 900,
+                    "interval": 1,  # MSAL sleeps `interval` s between polls; 0 makes it busy-loop
+                    "message": f"To sign in, use a web browser to open the page {url} "
+                    f"and enter the code {uc} to authenticate.",
+                },
+                {},
+            )
         if method == "GET" and tail == "oauth2/v2.0/authorize":
             user, redirect = query.get("login_hint"), query.get("redirect_uri")
             if not user or not redirect:
-                return 400, {"error": "invalid_request", "error_description": "need login_hint and redirect_uri"}, {}
+                return (
+                    400,
+                    {
+                        "error": "invalid_request",
+                        "error_description": "need login_hint and redirect_uri",
+                    },
+                    {},
+                )
             code = secrets.token_urlsafe(24)
             with self.lock:
-                self.codes[code] = dict(username=user, scope=query.get("scope", ""), nonce=query.get("nonce"),
-                                        redirect_uri=redirect, challenge=query.get("code_challenge"),
-                                        exp=time.time() + 300)
+                self.codes[code] = dict(
+                    username=user,
+                    scope=query.get("scope", ""),
+                    nonce=query.get("nonce"),
+                    redirect_uri=redirect,
+                    challenge=query.get("code_challenge"),
+                    exp=time.time() + 300,
+                )
             sep = "&" if "?" in redirect else "?"
-            return 302, None, {"Location": redirect + sep + urlencode({"code": code, "state": query.get("state", "")})}
+            return (
+                302,
+                None,
+                {
+                    "Location": redirect
+                    + sep
+                    + urlencode({"code": code, "state": query.get("state", "")})
+                },
+            )
         if method == "POST" and tail == "oauth2/v2.0/token":
             return self.token(form)
         if method == "POST" and path == "/approve":
-            ok = self.approve(form.get("user_code", ""), form.get("username", ""), form.get("deny") == "1")
+            ok = self.approve(
+                form.get("user_code", ""), form.get("username", ""), form.get("deny") == "1"
+            )
             return (200, {"ok": True}, {}) if ok else (404, {"error": "unknown user_code"}, {})
         if method == "POST" and path == "/revoke":
             self.revoke(form.get("token"), form.get("username"))
             return 200, {}, {}
         if path == "/introspect":
             auth = headers.get("Authorization", "")
-            token = form.get("token") or query.get("token") or (auth[7:] if auth.lower().startswith("bearer ") else "")
+            token = (
+                form.get("token")
+                or query.get("token")
+                or (auth[7:] if auth.lower().startswith("bearer ") else "")
+            )
             with self.lock:
                 a = self.access.get(token)
             if not a or a["exp"] < time.time():
                 return 200, {"active": False}, {}
-            return 200, {"active": True, "username": a["username"], "email": a["username"], "scope": a["scope"],
-                         "client_id": a["client_id"], "exp": a["exp"], "token_type": "Bearer"}, {}
+            return (
+                200,
+                {
+                    "active": True,
+                    "username": a["username"],
+                    "email": a["username"],
+                    "scope": a["scope"],
+                    "client_id": a["client_id"],
+                    "exp": a["exp"],
+                    "token_type": "Bearer",
+                },
+                {},
+            )
         return 404, {"error": "not_found", "error_description": path}, {}
 
     def token(self, form):
-        def err(code, desc):  # RFC 6749 section 5.2: HTTP 400 + JSON; MSAL returns this dict to its caller
-            return 400, {"error": code, "error_description": desc, "error_codes": [], "timestamp": time.ctime()}, {}
+        def err(
+            code, desc
+        ):  # RFC 6749 section 5.2: HTTP 400 + JSON; MSAL returns this dict to its caller
+            return (
+                400,
+                {
+                    "error": code,
+                    "error_description": desc,
+                    "error_codes": [],
+                    "timestamp": time.ctime(),
+                },
+                {},
+            )
+
         grant, client_id, now = form.get("grant_type"), form.get("client_id"), time.time()
         with self.lock:
             if grant == DEVICE_GRANT:
                 d = self.device.get(form.get("device_code"))
                 if not d or d["exp"] < now:
-                    return err("expired_token", "AADSTS70020: device_code is not valid or has expired.")
+                    return err(
+                        "expired_token", "AADSTS70020: device_code is not valid or has expired."
+                    )
                 if d["denied"]:
-                    return err("authorization_declined", "AADSTS70016: the user declined the sign-in.")
+                    return err(
+                        "authorization_declined", "AADSTS70016: the user declined the sign-in."
+                    )
                 if not d["username"]:
-                    return err("authorization_pending", "AADSTS70016: OAuth 2.0 device flow error. "
-                                                        "Authorization is pending. Continue polling.")
+                    return err(
+                        "authorization_pending",
+                        "AADSTS70016: OAuth 2.0 device flow error. "
+                        "Authorization is pending. Continue polling.",
+                    )
                 del self.device[form["device_code"]]
                 return 200, self.issue(d["username"], client_id, d["scope"]), {}
-            if grant == "refresh_token":  # answers with a new RT (as AAD does); the old one stays valid too
+            if (
+                grant == "refresh_token"
+            ):  # answers with a new RT (as AAD does); the old one stays valid too
                 r = self.refresh.get(form.get("refresh_token"))
                 if not r or r["exp"] < now:
-                    return err("invalid_grant", "AADSTS700082: The refresh token has expired or been revoked.")
-                return 200, self.issue(r["username"], client_id, form.get("scope") or r["scope"]), {}
+                    return err(
+                        "invalid_grant",
+                        "AADSTS700082: The refresh token has expired or been revoked.",
+                    )
+                return (
+                    200,
+                    self.issue(r["username"], client_id, form.get("scope") or r["scope"]),
+                    {},
+                )
             if grant == "authorization_code":
                 c = self.codes.pop(form.get("code"), None)
                 if not c or c["exp"] < now or c["redirect_uri"] != form.get("redirect_uri"):
-                    return err("invalid_grant", "AADSTS70008: The authorization code is invalid or has expired.")
-                if c["challenge"] and b64u(hashlib.sha256(form.get("code_verifier", "").encode()).digest()) \
-                        != c["challenge"]:  # PKCE S256 (MSAL and google-auth-oauthlib both send it)
-                    return err("invalid_grant", "AADSTS501481: The code_verifier does not match the code_challenge.")
-                return 200, self.issue(c["username"], client_id, form.get("scope") or c["scope"], c["nonce"]), {}
+                    return err(
+                        "invalid_grant",
+                        "AADSTS70008: The authorization code is invalid or has expired.",
+                    )
+                if (
+                    c["challenge"]
+                    and b64u(hashlib.sha256(form.get("code_verifier", "").encode()).digest())
+                    != c["challenge"]
+                ):  # PKCE S256 (MSAL and google-auth-oauthlib both send it)
+                    return err(
+                        "invalid_grant",
+                        "AADSTS501481: The code_verifier does not match the code_challenge.",
+                    )
+                return (
+                    200,
+                    self.issue(
+                        c["username"], client_id, form.get("scope") or c["scope"], c["nonce"]
+                    ),
+                    {},
+                )
         return err("unsupported_grant_type", f"grant_type {grant!r} is not supported here")
 
     def serve(self, port=0, tls=None):
@@ -275,8 +479,12 @@ class TokenService:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    svc: TokenService
+    url: str
 
-    def server_bind(self):  # HTTPServer.server_bind() calls socket.getfqdn() = a reverse-DNS lookup; skip it
+    def server_bind(
+        self,
+    ):  # HTTPServer.server_bind() calls socket.getfqdn() = a reverse-DNS lookup; skip it
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
 
@@ -289,10 +497,16 @@ class _Handler(BaseHTTPRequestHandler):
         url, n = urlsplit(self.path), int(self.headers.get("Content-Length") or 0)
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(n).decode()).items()} if n else {}
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        status, body, extra = self.server.svc.route(self.command, url.path, query, form, self.headers)
+        status, body, extra = self.server.svc.route(  # type: ignore[attr-defined]
+            self.command, url.path, query, form, self.headers
+        )
         data = json.dumps(body).encode() if body is not None else b""
         self.send_response(status)
-        for k, v in {"Content-Type": "application/json", "Cache-Control": "no-store", **extra}.items():
+        for k, v in {
+            "Content-Type": "application/json",
+            "Cache-Control": "no-store",
+            **extra,
+        }.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -66,7 +66,9 @@ def insert(store: Store, **values: Any) -> Mailbox:
         raise ValueError(f"unknown mailbox column(s): {unknown}")
     cols = ", ".join(values)
     marks = ", ".join("?" for _ in values)
-    new_id = store.scalar(f"INSERT INTO mailboxes ({cols}) VALUES ({marks}) RETURNING id", list(values.values()))
+    new_id = store.scalar(
+        f"INSERT INTO mailboxes ({cols}) VALUES ({marks}) RETURNING id", list(values.values())
+    )
     return get(store, int(new_id))
 
 
@@ -98,7 +100,9 @@ def find(store: Store, ref: str | int, *, include_disconnected: bool = False) ->
     return _row_to_mailbox(rows[0])
 
 
-def all_mailboxes(store: Store, *, states: tuple[str, ...] = STATES, owner: str | None = None) -> list[Mailbox]:
+def all_mailboxes(
+    store: Store, *, states: tuple[str, ...] = STATES, owner: str | None = None
+) -> list[Mailbox]:
     sql = f"SELECT {', '.join(COLUMNS)} FROM mailboxes WHERE list_contains(?, state)"
     params: list[Any] = [list(states)]
     if owner:
@@ -152,7 +156,8 @@ def set_state(
             )
         else:
             store.execute(
-                f"UPDATE mailboxes SET state = 'disconnected', disconnected_at = {now} WHERE id = ?", [mailbox_id]
+                f"UPDATE mailboxes SET state = 'disconnected', disconnected_at = {now} WHERE id = ?",
+                [mailbox_id],
             )
         if current != state or state == "problematic":
             store.execute(
