@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 
 import click
+import duckdb
 
 from mailops.config import Settings
 from mailops.errors import MailopsError
@@ -111,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return e.exit_code
+    except duckdb.Error as e:
+        if debug:
+            raise
+        # e.g. a full disk or a damaged file while writing the store
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        click.echo(f"error [store]: {first}", err=True)
+        return 3
     except OSError as e:
         if debug:
             raise
