@@ -319,4 +319,18 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        "0006_send_outbox_drafts",
+        """
+        ALTER TABLE outbox ADD COLUMN phase VARCHAR;          -- queued | connect | smtp | accepted | filed | done
+        ALTER TABLE outbox ADD COLUMN error_code VARCHAR;
+        ALTER TABLE outbox ADD COLUMN subject VARCHAR;
+        ALTER TABLE outbox ADD COLUMN deal_id VARCHAR;
+        ALTER TABLE outbox ADD COLUMN activity_plan VARCHAR;  -- JSON [[customer_id, match_kind, deal_id]]
+        ALTER TABLE outbox ADD COLUMN sent_copy VARCHAR;      -- provider | appended | found
+        ALTER TABLE drafts ADD COLUMN cc_customer_ids VARCHAR[];
+        ALTER TABLE drafts ADD COLUMN bcc_customer_ids VARCHAR[];
+        ALTER TABLE drafts ADD COLUMN reply_all BOOLEAN DEFAULT FALSE;
+        """,
+    ),
 ]
