@@ -1,0 +1,344 @@
+"""Messages, their places, raw bytes, attachments and customer activities (S4, S7, S8, S10).
+
+Every write is a bulk Arrow insert with ``ON CONFLICT DO NOTHING``: saving the same message
+twice, from two folders, two mailboxes or a resumed run, adds nothing (S8, S12). Callers
+wrap a batch in ``store.transaction()`` together with their checkpoint.
+
+The send engine records an outbound email at send time with ONE call::
+
+    record_message(store, raw, direction="outbound", mailbox=mb, customers=["c-1"], deal_id="d-7")
+
+It uses the same Message-ID normalisation as the sync, so when the sync later sees the copy
+in the Sent folder it only adds a place (and no second activity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from mailops.parse import ParsedMessage, parse_message
+from mailops.store import Store
+
+__all__ = [
+    "ActivityRow",
+    "PlaceRow",
+    "add_activities",
+    "add_places",
+    "customer_activities",
+    "existing_ids",
+    "get_message",
+    "message_places",
+    "record_message",
+    "save_messages",
+]
+
+DEFAULT_ATTACHMENT_MAX = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PlaceRow:
+    message_id: str
+    mailbox_id: int
+    folder: str
+    uidvalidity: int
+    uid: int
+    flags: str | None = None
+    internaldate: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ActivityRow:
+    message_id: str
+    customer_id: str
+    mailbox_id: int | None
+    user_id: str | None
+    direction: str  # inbound | outbound
+    occurred_at: datetime | None
+    match_kind: str | None = "primary"  # primary | co_customer | sent
+    deal_id: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _insert(
+    store: Store, table: str, data: pa.Table, conflict: str = "ON CONFLICT DO NOTHING"
+) -> int:
+    if data.num_rows == 0:
+        return 0
+    name = f"_arrow_{table}_{id(data)}"
+    cols = ", ".join(f'"{c}"' for c in data.column_names)
+    store.conn.register(name, data)
+    try:
+        store.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name} {conflict}")
+    finally:
+        store.conn.unregister(name)
+    return data.num_rows
+
+
+def existing_ids(store: Store, ids: Iterable[str]) -> set[str]:
+    """Which of IDS are already stored messages."""
+    wanted = list(dict.fromkeys(i for i in ids if i))
+    if not wanted:
+        return set()
+    t = pa.table({"id": pa.array(wanted, pa.string())})
+    store.conn.register("_wanted_ids", t)
+    try:
+        rows = store.rows("SELECT m.id FROM messages m JOIN _wanted_ids w ON m.id = w.id")
+    finally:
+        store.conn.unregister("_wanted_ids")
+    return {r[0] for r in rows}
+
+
+_TS = pa.timestamp("us")
+_LIST = pa.list_(pa.string())
+
+
+def save_messages(
+    store: Store,
+    batch: Sequence[tuple[ParsedMessage, bytes]],
+    *,
+    attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX,
+) -> set[str]:
+    """Store parsed messages with their raw bytes and attachments; return the ids that are new.
+
+    Idempotent on the message id; attachments larger than ``attachment_max_bytes`` are
+    recorded with ``skipped_reason='too_large'`` and no content (S10).
+    """
+    unique: dict[str, tuple[ParsedMessage, bytes]] = {}
+    for parsed, raw in batch:
+        unique.setdefault(parsed.key, (parsed, raw))
+    if not unique:
+        return set()
+    with store.transaction():
+        new = set(unique) - existing_ids(store, unique)
+        if not new:
+            return set()
+        items = [unique[k] for k in unique if k in new]
+        now = _now()
+        msgs = pa.table(
+            {
+                "id": pa.array([p.key for p, _ in items], pa.string()),
+                "message_id_header": pa.array(
+                    [p.headers.message_id_header for p, _ in items], pa.string()
+                ),
+                "subject": pa.array([p.headers.subject for p, _ in items], pa.string()),
+                "from_addr": pa.array([p.headers.from_addr for p, _ in items], pa.string()),
+                "from_name": pa.array([p.headers.from_name for p, _ in items], pa.string()),
+                "to_addrs": pa.array([p.headers.to_addrs for p, _ in items], _LIST),
+                "cc_addrs": pa.array([p.headers.cc_addrs for p, _ in items], _LIST),
+                "sent_at": pa.array([p.headers.date for p, _ in items], _TS),
+                "in_reply_to": pa.array([p.headers.in_reply_to for p, _ in items], pa.string()),
+                "references": pa.array([p.headers.references for p, _ in items], _LIST),
+                "body_text": pa.array([p.body_text for p, _ in items], pa.string()),
+                "body_html": pa.array([p.body_html for p, _ in items], pa.string()),
+                "raw_sha256": pa.array([p.raw_sha256 for p, _ in items], pa.string()),
+                "raw_size": pa.array([p.raw_size for p, _ in items], pa.int64()),
+                "parse_warnings": pa.array([p.warnings for p, _ in items], _LIST),
+                "has_attachments": pa.array([bool(p.attachments) for p, _ in items], pa.bool_()),
+                "first_seen_at": pa.array([now] * len(items), _TS),
+            }
+        )
+        _insert(store, "messages", msgs)
+        raws: dict[str, bytes] = {}
+        for p, raw in items:
+            raws.setdefault(p.raw_sha256, raw)
+        _insert(
+            store,
+            "message_raw",
+            pa.table(
+                {
+                    "sha256": pa.array(list(raws), pa.string()),
+                    "raw": pa.array(list(raws.values()), pa.binary()),
+                }
+            ),
+        )
+        att_rows: list[tuple[str, int, str | None, str, int, str | None, str | None]] = []
+        blobs: dict[str, bytes] = {}
+        for p, _ in items:
+            for a in p.attachments:
+                if a.size > attachment_max_bytes:
+                    att_rows.append(
+                        (p.key, a.part_index, a.filename, a.content_type, a.size, None, "too_large")
+                    )
+                    continue
+                digest = a.sha256
+                blobs.setdefault(digest, a.content)
+                att_rows.append(
+                    (p.key, a.part_index, a.filename, a.content_type, a.size, digest, None)
+                )
+        if att_rows:
+            cols = list(zip(*att_rows, strict=True))
+            _insert(
+                store,
+                "attachments",
+                pa.table(
+                    {
+                        "message_id": pa.array(cols[0], pa.string()),
+                        "part_index": pa.array(cols[1], pa.int32()),
+                        "filename": pa.array(cols[2], pa.string()),
+                        "content_type": pa.array(cols[3], pa.string()),
+                        "size": pa.array(cols[4], pa.int64()),
+                        "sha256": pa.array(cols[5], pa.string()),
+                        "skipped_reason": pa.array(cols[6], pa.string()),
+                    }
+                ),
+            )
+        if blobs:
+            _insert(
+                store,
+                "attachment_blobs",
+                pa.table(
+                    {
+                        "sha256": pa.array(list(blobs), pa.string()),
+                        "size": pa.array([len(b) for b in blobs.values()], pa.int64()),
+                        "content": pa.array(list(blobs.values()), pa.binary()),
+                    }
+                ),
+            )
+    return new
+
+
+def add_places(store: Store, rows: Sequence[PlaceRow]) -> int:
+    """Link messages to (mailbox, folder, uidvalidity, uid); known places are ignored."""
+    unique = {(r.mailbox_id, r.folder, r.uidvalidity, r.uid): r for r in rows}
+    if not unique:
+        return 0
+    rs = list(unique.values())
+    now = _now()
+    return _insert(
+        store,
+        "message_places",
+        pa.table(
+            {
+                "message_id": pa.array([r.message_id for r in rs], pa.string()),
+                "mailbox_id": pa.array([r.mailbox_id for r in rs], pa.int64()),
+                "folder": pa.array([r.folder for r in rs], pa.string()),
+                "uidvalidity": pa.array([r.uidvalidity for r in rs], pa.int64()),
+                "uid": pa.array([r.uid for r in rs], pa.int64()),
+                "flags": pa.array([r.flags for r in rs], pa.string()),
+                "internaldate": pa.array([r.internaldate for r in rs], _TS),
+                "seen_at": pa.array([now] * len(rs), _TS),
+            }
+        ),
+    )
+
+
+def add_activities(store: Store, rows: Sequence[ActivityRow]) -> int:
+    """Customer activities; one per (message, customer), the first one seen wins."""
+    unique: dict[tuple[str, str], ActivityRow] = {}
+    for r in rows:
+        unique.setdefault((r.message_id, r.customer_id), r)
+    if not unique:
+        return 0
+    rs = list(unique.values())
+    now = _now()
+    return _insert(
+        store,
+        "activities",
+        pa.table(
+            {
+                "message_id": pa.array([r.message_id for r in rs], pa.string()),
+                "customer_id": pa.array([r.customer_id for r in rs], pa.string()),
+                "mailbox_id": pa.array([r.mailbox_id for r in rs], pa.int64()),
+                "user_id": pa.array([r.user_id for r in rs], pa.string()),
+                "direction": pa.array([r.direction for r in rs], pa.string()),
+                "occurred_at": pa.array([r.occurred_at for r in rs], _TS),
+                "match_kind": pa.array([r.match_kind for r in rs], pa.string()),
+                "deal_id": pa.array([r.deal_id for r in rs], pa.string()),
+                "created_at": pa.array([now] * len(rs), _TS),
+            }
+        ),
+    )
+
+
+def record_message(
+    store: Store,
+    raw: bytes,
+    *,
+    direction: str,
+    mailbox: Any,
+    customers: Iterable[str | tuple[str, str | None, str | None]] = (),
+    deal_id: str | None = None,
+    folder: str | None = None,
+    uidvalidity: int | None = None,
+    uid: int | None = None,
+    occurred_at: datetime | None = None,
+    match_kind: str = "sent",
+    attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX,
+) -> str:
+    """Store one message (e.g. just sent) with its activities, in one transaction.
+
+    ``customers`` holds customer ids, or ``(customer_id, match_kind, deal_id)`` triples.
+    ``mailbox`` is a ``Mailbox`` (its id and owner are used). A place is added only when
+    the folder/uidvalidity/uid are known (e.g. from APPENDUID). Returns the message id.
+    """
+    parsed = parse_message(raw)
+    when = occurred_at or parsed.headers.date or _now()
+    acts = []
+    for c in customers:
+        cid, kind, deal = (c, match_kind, deal_id) if isinstance(c, str) else c
+        acts.append(
+            ActivityRow(
+                parsed.key,
+                cid,
+                getattr(mailbox, "id", None),
+                getattr(mailbox, "owner_user_id", None),
+                direction,
+                when,
+                kind or match_kind,
+                deal if deal is not None else deal_id,
+            )
+        )
+    with store.transaction():
+        save_messages(store, [(parsed, raw)], attachment_max_bytes=attachment_max_bytes)
+        if folder is not None and uidvalidity is not None and uid is not None:
+            add_places(store, [PlaceRow(parsed.key, mailbox.id, folder, uidvalidity, uid)])
+        add_activities(store, acts)
+    return parsed.key
+
+
+def customer_activities(
+    store: Store, customer_id: str, *, include_unlinked: bool = False
+) -> pd.DataFrame:
+    """A customer's emails, newest first (S4); unlinked ones (S9) only on request."""
+    where = "" if include_unlinked else "AND a.unlinked_at IS NULL"
+    return store.query(
+        "SELECT a.occurred_at, a.direction, a.match_kind, a.deal_id, a.mailbox_id, a.user_id,"
+        " m.id AS message_id, m.subject, m.from_addr, m.to_addrs, m.cc_addrs, m.sent_at,"
+        " m.has_attachments, a.unlinked_at"
+        " FROM activities a JOIN messages m ON m.id = a.message_id"
+        f" WHERE a.customer_id = ? {where} ORDER BY a.occurred_at DESC NULLS LAST, m.id",
+        [customer_id],
+    )
+
+
+def get_message(store: Store, message_id: str) -> dict[str, Any] | None:
+    df = store.query("SELECT * FROM messages WHERE id = ?", [message_id])
+    if df.empty:
+        return None
+    return dict(df.iloc[0].to_dict())
+
+
+def message_places(store: Store, message_id: str) -> pd.DataFrame:
+    return store.query(
+        "SELECT mailbox_id, folder, uidvalidity, uid, flags, internaldate, seen_at"
+        " FROM message_places WHERE message_id = ? ORDER BY mailbox_id, folder, uidvalidity, uid",
+        [message_id],
+    )
+
+
+def raw_bytes(store: Store, message_id: str) -> bytes | None:
+    """The raw bytes of a stored message (so it can always be re-parsed)."""
+    row = store.rows(
+        "SELECT r.raw FROM messages m JOIN message_raw r ON r.sha256 = m.raw_sha256 WHERE m.id = ?",
+        [message_id],
+    )
+    return bytes(row[0][0]) if row else None
