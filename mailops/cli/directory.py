@@ -1,0 +1,101 @@
+"""``mailops directory``: import the CRM's users, customers and deals; inspect them."""
+
+from __future__ import annotations
+
+import click
+
+from mailops.cli import Context, pass_ctx
+
+IMPORT_HELP = """Upsert CRM users, customers and deals from CSV files (any subset), by CRM id.
+
+\b
+One transaction: a malformed row (missing id, bad email, unknown role, unknown owner or
+customer id ...) is reported as one line naming file, row and problem, and nothing is
+written. Importing the same files again changes nothing. Columns (UTF-8, header row;
+extra columns are ignored; a column left out keeps the stored values):
+
+\b
+  users:     id, email, role (sales|manager|it|admin), name, team, can_send, active
+  customers: id, name, owner_user_id, email (the primary address),
+             primary_since (ISO date/time, UTC unless an offset is given),
+             additional_emails (';'-separated), never_log
+  deals:     id, name, owner_user_id, project, unit, price, currency, stage,
+             created_at, expected_close, customer_ids (';'-separated; the first is the
+             buyer, the rest co-buyers)
+
+\b
+S3: when a customer's email (primary address) changes, the open primary period is closed
+at primary_since (or the import time when blank) and a new one starts; history is kept.
+"""
+
+
+@click.group("directory")
+def directory() -> None:
+    """The CRM directory: users, customers (primary address history, S3), deals."""
+
+
+@directory.command("import", help=IMPORT_HELP)
+@click.option("--users", "users", metavar="CSV", help="Users file.")
+@click.option("--customers", "customers", metavar="CSV", help="Customers file.")
+@click.option("--deals", "deals", metavar="CSV", help="Deals file.")
+@click.option(
+    "--at",
+    "at",
+    metavar="ISO",
+    help="Import time (UTC) used for changes without primary_since; default now.",
+)
+@pass_ctx
+def import_(
+    ctx: Context, users: str | None, customers: str | None, deals: str | None, at: str | None
+) -> None:
+    from datetime import datetime
+
+    from mailops.directory import import_csv
+    from mailops.errors import DirectoryError
+    from mailops.store.directory import naive_utc
+
+    when = None
+    if at:
+        try:
+            when = naive_utc(datetime.fromisoformat(at))
+        except ValueError:
+            raise DirectoryError(f"--at {at!r} is not an ISO date/time", code="usage") from None
+    result = import_csv(ctx.store(), users=users, customers=customers, deals=deals, at=when)
+    click.echo(f"imported {result.summary()}")
+    for change in result.primary_changes[:20]:
+        click.echo(
+            f"  {change.customer_id}: {change.old_address or '-'} -> {change.new_address or '-'}"
+            f" from {change.at:%Y-%m-%d %H:%M}"
+        )
+    if len(result.primary_changes) > 20:
+        click.echo(f"  ... and {len(result.primary_changes) - 20} more")
+
+
+@directory.command("status")
+@pass_ctx
+def status(ctx: Context) -> None:
+    """Row counts of the directory tables."""
+    from mailops.store.directory import counts
+
+    for name, n in counts(ctx.store()).items():
+        click.echo(f"{name:20} {n}")
+
+
+@directory.command("history")
+@click.argument("customer_id")
+@pass_ctx
+def history(ctx: Context, customer_id: str) -> None:
+    """A customer's address periods (primary and additional), oldest first (S3)."""
+    from mailops.errors import DirectoryError
+    from mailops.store.directory import address_history
+
+    df = address_history(ctx.store(), customer_id)
+    if df.empty:
+        raise DirectoryError(f"no addresses for customer {customer_id!r}", code="unknown_customer")
+    df["kind"] = df["is_primary"].map({True: "primary", False: "additional"})
+    df["valid_to"] = df["valid_to"].astype(object).where(df["valid_to"].notna(), "-")
+    click.echo(df[["address", "kind", "valid_from", "valid_to"]].to_string(index=False))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(directory)
