@@ -163,6 +163,8 @@ def _bool(default: bool) -> Callable[[Any], bool]:
 
 
 def _datetime(value: Any) -> datetime | None:
+    if value is pd.NaT:
+        return None
     if isinstance(value, datetime):
         return q.naive_utc(pd.Timestamp(value).to_pydatetime())
     text = _text(value)
@@ -176,6 +178,8 @@ def _datetime(value: Any) -> datetime | None:
 
 
 def _date(value: Any) -> date | None:
+    if value is pd.NaT:
+        return None
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
