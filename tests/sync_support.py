@@ -1,0 +1,104 @@
+"""Helpers for the sync tests: directory rows by direct insert, messages, IMAP APPEND."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime, make_msgid
+
+import imapclient
+
+ALWAYS = datetime(2000, 1, 1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def add_customer(store, cid, primary=None, *, since=ALWAYS, until=None, additional=(), name=None):
+    store.execute(
+        "INSERT INTO customers (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING", [cid, name or cid]
+    )
+    if primary:
+        store.execute(
+            "INSERT INTO customer_addresses (customer_id, address, is_primary, valid_from, valid_to)"
+            " VALUES (?, ?, TRUE, ?, ?)",
+            [cid, primary.lower(), since, until],
+        )
+    for a in additional:
+        store.execute(
+            "INSERT INTO customer_addresses (customer_id, address, is_primary, valid_from)"
+            " VALUES (?, ?, FALSE, ?)",
+            [cid, a.lower(), ALWAYS],
+        )
+
+
+def add_deal(store, deal, customers):
+    store.execute("INSERT INTO deals (id, name) VALUES (?, ?)", [deal, deal])
+    for c in customers:
+        store.execute("INSERT INTO deal_customers (deal_id, customer_id) VALUES (?, ?)", [deal, c])
+
+
+def make_msg(
+    frm: str,
+    to: Sequence[str] | str,
+    *,
+    cc: Sequence[str] = (),
+    subject: str = "hello",
+    date: datetime | None = None,
+    msgid: str | None = None,
+    body: str = "Dear customer,\nthe unit is available.\n",
+    extra_headers: str = "",
+) -> bytes:
+    to = [to] if isinstance(to, str) else list(to)
+    date = date or utcnow()
+    lines = [
+        f"From: {frm}",
+        f"To: {', '.join(to)}",
+        *([f"Cc: {', '.join(cc)}"] if cc else []),
+        f"Subject: {subject}",
+        f"Date: {format_datetime(date.replace(tzinfo=UTC))}",
+        f"Message-ID: {msgid or make_msgid(domain='test.example')}",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+    ]
+    if extra_headers:
+        lines.append(extra_headers.rstrip("\r\n"))
+    return ("\r\n".join(lines) + "\r\n\r\n" + body.replace("\n", "\r\n")).encode()
+
+
+def imap(mailserver, address: str, password: str) -> imapclient.IMAPClient:
+    ctx = ssl.create_default_context(cafile=mailserver.ca_file)
+    c = imapclient.IMAPClient(
+        "127.0.0.1", port=mailserver.imaps_port, ssl=True, ssl_context=ctx, timeout=30
+    )
+    c.login(address, password)
+    return c
+
+
+def append(
+    mailserver,
+    address: str,
+    password: str,
+    messages: Iterable[bytes | tuple[bytes, Sequence[bytes], datetime | None]],
+    folder: str = "INBOX",
+) -> None:
+    items = []
+    for m in messages:
+        raw, flags, when = (m, (), None) if isinstance(m, bytes) else m
+        item: dict = {"msg": raw, "flags": list(flags)}
+        if when is not None:
+            item["date"] = when.replace(tzinfo=UTC)
+        items.append(item)
+    c = imap(mailserver, address, password)
+    try:
+        if not c.folder_exists(folder):
+            c.create_folder(folder)
+        c.multiappend(folder, items)
+    finally:
+        c.logout()
+
+
+def days_ago(n: float) -> datetime:
+    return utcnow() - timedelta(days=n)
