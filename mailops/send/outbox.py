@@ -1,0 +1,429 @@
+"""Delivery through the outbox (E3): queued -> sending -> sent | failed, never twice.
+
+One attempt, in order, each step recorded in ``outbox.phase`` before the next starts::
+
+    queued --start_attempt--> connect --RCPT ok--> smtp --250 after DATA--> accepted
+           --APPEND to Sent (generic IMAP only)--> filed --activities + sent--> done
+
+A crash can stop the process anywhere. ``deliver`` of an entry that is still ``sending``
+(or failed after DATA started) first *reconciles*: it searches the mailbox's Sent folder for
+the fixed Message-ID (``SEARCH HEADER Message-ID``).
+
+* found -> the email went out: mark it sent (``sent_copy='found'``), record the activities;
+* not found, phase ``connect`` (DATA never started) -> nothing can have been delivered: send;
+* not found, phase ``smtp`` or later -> the server may have accepted it and we cannot ask it.
+  E3 says *never twice*, so it is **not** resent: the copy is filed in Sent (generic IMAP),
+  the entry is marked sent with ``error_code='delivery_assumed'`` and a note, and
+  ``mailops outbox retry --force ID`` remains for a person who knows it did not arrive.
+
+Microsoft 365 and Gmail file the sent copy themselves; for generic IMAP servers mailops
+APPENDs it (``PROVIDER_FILES_SENT``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import smtplib
+from collections.abc import Callable
+from typing import Any
+
+from mailops.config import Settings
+from mailops.errors import ConnectionProblem, MailopsError, SendRefused
+from mailops.send.prepare import Prepared
+from mailops.store import Store
+from mailops.store import mailboxes as mbstore
+from mailops.store import outbox as obstore
+from mailops.store.mailboxes import Mailbox
+from mailops.store.outbox import OutboxItem
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CRASH_ENV",
+    "PROVIDER_FILES_SENT",
+    "SimulatedCrash",
+    "activity_plan",
+    "deliver",
+    "find_in_sent",
+    "queue",
+    "retry",
+]
+
+#: Providers whose SMTP service stores the sent copy in the Sent folder by itself.
+PROVIDER_FILES_SENT: dict[str, bool] = {"microsoft": True, "google": True, "generic": False}
+
+#: Crash injection for tests and drills: a comma-separated list of points
+#: (``before_smtp``, ``after_smtp_accept``, ``after_sent_copy``); the process exits at once
+#: (``os._exit``), like a kill, leaving the outbox exactly as a real crash would.
+CRASH_ENV = "MAILOPS_SEND_CRASH_AT"
+CRASH_POINTS = ("before_smtp", "after_smtp_accept", "after_sent_copy")
+
+
+class SimulatedCrash(BaseException):  # noqa: N818 - it is not an error, it is a crash
+    """Raised at a crash point by in-process tests (``crash_hook``); a BaseException, so no
+    ``except Exception`` on the way can tidy up: the outbox is left as a crash leaves it."""
+
+
+crash_hook: Callable[[str], None] | None = None
+
+
+def _crash_point(name: str) -> None:
+    if crash_hook is not None:
+        crash_hook(name)
+    wanted = os.environ.get(CRASH_ENV, "")
+    if name in {p.strip() for p in wanted.split(",") if p.strip()}:
+        log.warning("simulated crash at %s", name)
+        os._exit(75)
+
+
+def files_sent_itself(mailbox: Mailbox) -> bool:
+    return PROVIDER_FILES_SENT.get(mailbox.provider, False)
+
+
+# -- activities ---------------------------------------------------------------------------
+def activity_plan(store: Store, prepared: Prepared) -> list[list[Any]]:
+    """``[customer_id, match_kind, deal_id]`` for every customer addressed.
+
+    The same ``decide()`` as the sync, on the message as it will sit in the Sent folder, so
+    the later sync of the Sent copy finds nothing new to add. Bcc customers are not in any
+    header; they get their activity from the request. A decision skipped as never-log (S9)
+    records nothing; any other skip (e.g. a colleague's mailbox on Cc, S5) falls back to the
+    customers the user chose to write to (E3: recorded at once).
+    """
+    from mailops.match import Directory, FolderInfo, decide
+    from mailops.parse import parse_headers_fast, split_header
+
+    try:
+        directory = Directory.load(store)
+    except (ImportError, AttributeError):  # pragma: no cover - sync store not there
+        directory = None
+    plan: dict[str, list[Any]] = {}
+    if directory is not None:
+        headers = parse_headers_fast(split_header(prepared.raw))
+        d = decide(
+            headers,
+            FolderInfo("Sent", "\\Sent"),
+            [],
+            directory,
+            prepared.mailbox.address,
+            None,
+            user_id=prepared.mailbox.owner_user_id,
+        )
+        if d.reason == "never_log":
+            return []
+        if d.stored:
+            for cid, kind, deal in d.customers:
+                plan[cid] = [cid, kind, deal]
+    for cid in prepared.customer_ids:
+        plan.setdefault(cid, [cid, "primary", None])
+    if prepared.deal_id:  # the deal the offer was about wins for that deal's members
+        members = set(
+            store.query(
+                "SELECT customer_id FROM deal_customers WHERE deal_id = ?", [prepared.deal_id]
+            )["customer_id"]
+        )
+        for cid, entry in plan.items():
+            if cid in members:
+                entry[2] = prepared.deal_id
+    return [plan[c] for c in sorted(plan)]
+
+
+def _record_activities(store: Store, item: OutboxItem, mailbox: Mailbox) -> str | None:
+    from mailops.store.messages import record_message
+
+    if not item.activity_plan:
+        return None
+    return record_message(
+        store,
+        item.raw,
+        direction="outbound",
+        mailbox=mailbox,
+        customers=[(c, k, d) for c, k, d in item.activity_plan],
+        deal_id=item.deal_id,
+    )
+
+
+# -- queue --------------------------------------------------------------------------------
+def queue(store: Store, prepared: Prepared, *, draft_id: int | None = None) -> OutboxItem:
+    """Write the prepared email to the outbox (``queued``): raw bytes and Message-ID fixed."""
+    msg = prepared.message
+    return obstore.enqueue(
+        store,
+        user_id=prepared.request.user_id,
+        mailbox_id=prepared.mailbox.id,
+        message_id_header=str(msg["Message-ID"]),
+        raw=prepared.raw,
+        envelope_from=prepared.mailbox.address,
+        recipients=[r.address for r in prepared.recipients],
+        customer_ids=prepared.customer_ids,
+        activity_plan=activity_plan(store, prepared),
+        subject=str(msg["Subject"]),
+        deal_id=prepared.deal_id,
+        draft_id=draft_id if draft_id is not None else prepared.request.draft_id,
+    )
+
+
+# -- IMAP: the Sent folder ------------------------------------------------------------------
+def _imap(mailbox: Mailbox, settings: Settings, secrets: Any = None) -> Any:
+    from mailops.auth import credentials_for
+    from mailops.imap import open_imap
+
+    creds = credentials_for(mailbox, settings, secrets)
+    return open_imap(
+        mailbox, creds, timeout=settings.socket_timeout, ca_file=settings.ca_file or None
+    )
+
+
+def _sent_folder(client: Any) -> str:
+    from imapclient.imapclient import SENT
+
+    name = client.find_special_folder(SENT)
+    if name:
+        return str(name)
+    for candidate in ("Sent", "Sent Items", "Sent Messages", "INBOX.Sent"):
+        if client.folder_exists(candidate):
+            return candidate
+    client.create_folder("Sent")
+    return "Sent"
+
+
+def _search_sent(client: Any, folder: str, message_id: str) -> list[int]:
+    client.select_folder(folder, readonly=True)
+    uids = client.search(["HEADER", "Message-ID", message_id])
+    return [int(u) for u in uids]
+
+
+def find_in_sent(
+    mailbox: Mailbox, settings: Settings, message_id: str, secrets: Any = None
+) -> list[int]:
+    """UIDs of the messages in MAILBOX's Sent folder carrying MESSAGE_ID."""
+    from mailops.imap import imap_session  # noqa: F401 - same error mapping as open_imap
+
+    client = _imap(mailbox, settings, secrets)
+    try:
+        return _search_sent(client, _sent_folder(client), message_id)
+    finally:
+        _logout(client)
+
+
+def _logout(client: Any) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - the server may be gone already
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _file_in_sent(
+    mailbox: Mailbox, settings: Settings, raw: bytes, message_id: str, secrets: Any = None
+) -> str:
+    """APPEND the copy to Sent unless it is there already; returns how the copy exists."""
+    from imapclient.exceptions import IMAPClientError
+
+    try:
+        client = _imap(mailbox, settings, secrets)
+    except ConnectionProblem as e:
+        log.warning("sent copy of %s not filed: %s", message_id, e)
+        return "missing"
+    try:
+        folder = _sent_folder(client)
+        if _search_sent(client, folder, message_id):
+            return "found"
+        client.append(folder, raw, flags=[b"\\Seen"])
+        return "appended"
+    except (IMAPClientError, OSError) as e:
+        log.warning("sent copy of %s not filed: %s", message_id, e)
+        return "missing"
+    finally:
+        _logout(client)
+
+
+# -- delivery -----------------------------------------------------------------------------
+def _finish(
+    store: Store,
+    item: OutboxItem,
+    mailbox: Mailbox,
+    *,
+    sent_copy: str,
+    note: str | None = None,
+    code: str | None = None,
+) -> OutboxItem:
+    with store.transaction():
+        _record_activities(store, item, mailbox)
+        obstore.mark_sent(store, item.id, sent_copy=sent_copy, note=note)
+        if code:
+            store.execute("UPDATE outbox SET error_code = ? WHERE id = ?", [code, item.id])
+        if item.draft_id is not None:
+            obstore.mark_draft_sent(store, item.draft_id, item.id)
+    return obstore.get_item(store, item.id)
+
+
+def _fail(store: Store, item: OutboxItem, code: str, message: str, phase: str) -> OutboxItem:
+    obstore.mark_failed(store, item.id, code=code, message=message, phase=phase)
+    return obstore.get_item(store, item.id)
+
+
+def _reconcile(
+    store: Store, settings: Settings, item: OutboxItem, mailbox: Mailbox, secrets: Any
+) -> OutboxItem | None:
+    """After a crash or an unclear failure: the outcome if the email went out, else None."""
+    try:
+        found = find_in_sent(mailbox, settings, item.message_id_header, secrets)
+    except ConnectionProblem as e:
+        # cannot look: do not guess, do not send; the entry stays for the next retry
+        return _fail(
+            store, item, e.code, f"cannot check the Sent folder: {e.message}", item.phase or "smtp"
+        )
+    if found:
+        return _finish(
+            store,
+            item,
+            mailbox,
+            sent_copy="found",
+            note="found in the Sent folder after an interrupted attempt; not resent",
+        )
+    if item.phase in (None, "queued", "connect", "refused"):
+        return None  # DATA never started: nothing can have been delivered
+    copy = (
+        "provider"
+        if files_sent_itself(mailbox)
+        else _file_in_sent(mailbox, settings, item.raw, item.message_id_header, secrets)
+    )
+    return _finish(
+        store,
+        item,
+        mailbox,
+        sent_copy=copy,
+        code="delivery_assumed",
+        note="the attempt stopped after SMTP DATA began; the server may have accepted it, so it "
+        "was not resent (E3). `mailops outbox retry --force` sends it again",
+    )
+
+
+def deliver(
+    store: Store, settings: Settings, outbox_id: int, *, secrets: Any = None, force: bool = False
+) -> OutboxItem:
+    """Send one outbox entry (idempotent: a sent entry is returned as it is)."""
+    from mailops.auth import credentials_for
+    from mailops.smtp import open_smtp
+
+    item = obstore.get_item(store, outbox_id)
+    if item.state == "sent" and not force:
+        return item
+    mailbox = mbstore.get(store, item.mailbox_id)
+    interrupted = item.state == "sending" or (
+        item.state == "failed" and item.phase in ("smtp", "accepted", "filed")
+    )
+    if interrupted and not force:
+        done = _reconcile(store, settings, item, mailbox, secrets)
+        if done is not None:
+            return done
+        item = obstore.get_item(store, outbox_id)
+    if mailbox.state != "connected":
+        code = "mailbox_problematic" if mailbox.state == "problematic" else "mailbox_not_connected"
+        return _fail(store, item, code, f"mailbox {mailbox.address} is {mailbox.state}", "queued")
+
+    obstore.start_attempt(store, item.id)
+    _crash_point("before_smtp")
+    try:
+        creds = credentials_for(mailbox, settings, secrets)
+        smtp = open_smtp(
+            mailbox, creds, timeout=settings.socket_timeout, ca_file=settings.ca_file or None
+        )
+    except ConnectionProblem as e:
+        _record_problem(store, mailbox, e)
+        return _fail(store, item, e.code, e.message, "connect")
+    except MailopsError as e:  # secrets missing, OAuth refused ...
+        return _fail(store, item, e.code, e.message, "connect")
+    try:
+        reply_code: int
+        reply_code, resp = smtp.mail(item.envelope_from or mailbox.address)
+        if reply_code != 250:
+            return _fail(store, item, "sender_refused", _resp(reply_code, resp), "refused")
+        refused = []
+        for rcpt in item.recipients:
+            reply_code, resp = smtp.rcpt(rcpt)
+            if reply_code not in (250, 251):
+                refused.append(f"{rcpt}: {_resp(reply_code, resp)}")
+        if refused:
+            smtp.rset()
+            return _fail(store, item, "recipient_refused", "; ".join(refused), "refused")
+        obstore.set_phase(store, item.id, "smtp")  # from here the server may accept it
+        try:
+            reply_code, resp = smtp.data(item.raw)
+        except smtplib.SMTPDataError as e:
+            return _fail(store, item, "data_refused", _resp(e.smtp_code, e.smtp_error), "refused")
+        if reply_code != 250:
+            return _fail(store, item, "data_refused", _resp(reply_code, resp), "refused")
+    except (smtplib.SMTPException, OSError) as e:
+        # lost during the transaction: if DATA began, the outcome is unknown -> reconcile on retry
+        phase = obstore.get_item(store, item.id).phase or "connect"
+        return _fail(
+            store,
+            item,
+            "delivery_unknown" if phase == "smtp" else "smtp_error",
+            str(e) or type(e).__name__,
+            phase,
+        )
+    finally:
+        try:
+            smtp.quit()
+        except Exception:  # noqa: BLE001
+            smtp.close()
+    _crash_point("after_smtp_accept")
+    obstore.set_phase(store, item.id, "accepted")
+    copy = "provider"
+    if not files_sent_itself(mailbox):
+        copy = _file_in_sent(mailbox, settings, item.raw, item.message_id_header, secrets)
+    _crash_point("after_sent_copy")
+    return _finish(store, obstore.get_item(store, item.id), mailbox, sent_copy=copy)
+
+
+def _resp(code: int | str, resp: bytes | str) -> str:
+    text = resp.decode(errors="replace") if isinstance(resp, bytes) else str(resp)
+    return f"{code} {' '.join(text.split())}"
+
+
+def _record_problem(store: Store, mailbox: Mailbox, err: ConnectionProblem) -> None:
+    try:
+        from mailops.problems import record_failure
+    except ImportError:  # pragma: no cover
+        return
+    record_failure(store, mailbox, err)
+
+
+def retry(
+    store: Store,
+    settings: Settings,
+    outbox_id: int | None = None,
+    *,
+    secrets: Any = None,
+    force: bool = False,
+) -> list[OutboxItem]:
+    """Deliver one entry, or every queued / sending / failed one."""
+    if outbox_id is not None:
+        return [deliver(store, settings, outbox_id, secrets=secrets, force=force)]
+    return [
+        deliver(store, settings, it.id, secrets=secrets)
+        for it in obstore.items(store, ("queued", "sending", "failed"))
+    ]
+
+
+def send_prepared(
+    store: Store, settings: Settings, prepared: Prepared, *, secrets: Any = None
+) -> OutboxItem:
+    item = queue(store, prepared)
+    return deliver(store, settings, item.id, secrets=secrets)
+
+
+def ensure_refused(item: OutboxItem) -> None:
+    """Raise the failure of ITEM as a SendRefused (for callers that want an exception)."""
+    if item.state == "failed":
+        raise SendRefused(
+            f"outbox {item.id} failed: {item.last_error}",
+            code=item.error_code or "send_failed",
+            guidance=f"mailops outbox retry {item.id}",
+        )
