@@ -1,0 +1,113 @@
+"""``mailops sync``: one mailbox or all, ad hoc or on a schedule (S1)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from mailops.cli import Context, pass_ctx
+
+
+def _summary_line(summary: dict, seconds: float) -> str:
+    reasons = ", ".join(
+        f"{k} {v}" for k, v in summary["by_reason"].items() if k != "stored_customer"
+    )
+    text = (
+        f"synced {summary['mailboxes']} mailbox(es) in {seconds:.1f}s: examined {summary['examined']},"
+        f" stored {summary['stored']} new, linked {summary['linked']}, skipped {summary['skipped']}"
+    )
+    if reasons:
+        text += f" ({reasons})"
+    if summary["failed"]:
+        text += f"; {summary['failed']} failed"
+    return text
+
+
+@click.command("sync")
+@click.argument("mailbox", required=False)
+@click.option("--all", "all_", is_flag=True, help="Every connected mailbox (the default).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--watch", is_flag=True, help="Keep syncing every 10-30 min (jittered) until Ctrl-C.")
+@click.option("--trigger", default="manual", hidden=True)
+@click.option("--rounds", type=int, default=None, hidden=True, help="--watch: stop after N rounds.")
+@pass_ctx
+def sync_cmd(
+    ctx: Context,
+    mailbox: str | None,
+    all_: bool,
+    as_json: bool,
+    watch: bool,
+    trigger: str,
+    rounds: int | None,
+) -> None:
+    """Sync customer email from MAILBOX (address or id), or from every connected mailbox.
+
+    Headers first, bodies only for customer mail; every message examined gets an audit row
+    (see `mailops audit`). Safe to interrupt: the next run resumes where this one stopped.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from mailops.errors import MailopsError
+    from mailops.store import mailboxes as mailbox_store
+    from mailops.sync import summarize, sync_all, sync_mailbox
+
+    if mailbox and all_:
+        raise MailopsError("give a mailbox or --all, not both", code="usage")
+    store = ctx.store()
+    settings = ctx.settings
+    if watch:
+        from mailops.scheduler import Scheduler
+
+        def show(r):  # noqa: ANN001
+            click.echo(json.dumps(r.as_dict(), default=str) if as_json else r.one_line())
+
+        click.echo("syncing every connected mailbox on schedule; Ctrl-C stops", err=True)
+        Scheduler(store, settings).run(max_rounds=rounds, on_result=show)
+        return
+
+    bar = tqdm(unit="msg", desc="sync", disable=not sys.stderr.isatty() or as_json, leave=False)
+    t0 = time.monotonic()
+    try:
+        if mailbox:
+            mb = mailbox_store.find(store, mailbox)
+            results = [sync_mailbox(store, settings, mb, trigger=trigger, progress=bar.update)]
+            r = results[0]
+            if r.status == "not_connected":
+                raise MailopsError(
+                    f"{mb.address} is {mb.state}; only connected mailboxes are synced",
+                    code="not_connected",
+                    guidance="reconnect the mailbox (mailops mailbox connect)",
+                )
+        else:
+            results = sync_all(store, settings, trigger=trigger, progress=bar.update)
+    finally:
+        bar.close()
+    summary = summarize(results)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"summary": summary, "mailboxes": [r.as_dict() for r in results]},
+                default=str,
+                indent=2,
+            )
+        )
+    else:
+        for r in results:
+            if r.status != "ok":
+                click.echo(r.one_line(), err=True)
+        click.echo(_summary_line(summary, time.monotonic() - t0))
+    if mailbox and results[0].status == "failed":
+        from mailops.errors import ConnectionProblem
+
+        r = results[0]
+        raise ConnectionProblem(
+            r.error_message or "sync failed", code=r.error_code, mailbox=r.address
+        )
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(sync_cmd)
