@@ -16,16 +16,27 @@ from mailops.store import Store
 SINCE = datetime(2020, 1, 1)
 
 
-def add_user(store: Store, uid: str, email: str, name: str = "Sam Seller", *, can_send: bool = True,
-             role: str = "sales") -> None:
+def add_user(
+    store: Store,
+    uid: str,
+    email: str,
+    name: str = "Sam Seller",
+    *,
+    can_send: bool = True,
+    role: str = "sales",
+) -> None:
     store.execute(
         "INSERT INTO users (id, email, name, role, can_send) VALUES (?, ?, ?, ?, ?)",
         [uid, email.lower(), name, role, can_send],
     )
 
 
-def add_customer(store: Store, cid: str, name: str, address: str | None, owner: str = "user-1") -> None:
-    store.execute("INSERT INTO customers (id, name, owner_user_id) VALUES (?, ?, ?)", [cid, name, owner])
+def add_customer(
+    store: Store, cid: str, name: str, address: str | None, owner: str = "user-1"
+) -> None:
+    store.execute(
+        "INSERT INTO customers (id, name, owner_user_id) VALUES (?, ?, ?)", [cid, name, owner]
+    )
     if address:
         store.execute(
             "INSERT INTO customer_addresses (customer_id, address, is_primary, valid_from)"
@@ -49,12 +60,16 @@ def add_deal(store: Store, did: str, customers: list[str], **values: Any) -> Non
 
 def imap_for(mailserver: Any, address: str, password: str) -> imapclient.IMAPClient:
     ctx = ssl.create_default_context(cafile=mailserver.ca_file)
-    client = imapclient.IMAPClient("127.0.0.1", port=mailserver.imaps_port, ssl=True, ssl_context=ctx)
+    client = imapclient.IMAPClient(
+        "127.0.0.1", port=mailserver.imaps_port, ssl=True, ssl_context=ctx
+    )
     client.login(address, password)
     return client
 
 
-def fetch(mailserver: Any, address: str, password: str, folder: str = "INBOX") -> list[EmailMessage]:
+def fetch(
+    mailserver: Any, address: str, password: str, folder: str = "INBOX"
+) -> list[EmailMessage]:
     """Every message of FOLDER, parsed with the stdlib."""
     client = imap_for(mailserver, address, password)
     try:
@@ -63,7 +78,9 @@ def fetch(mailserver: Any, address: str, password: str, folder: str = "INBOX") -
         data = client.fetch(uids, [b"RFC822"]) if uids else {}
         out = []
         for uid in sorted(data):
-            msg = message_from_bytes(data[uid][b"RFC822"], _class=EmailMessage, policy=policy.default)
+            msg = message_from_bytes(
+                data[uid][b"RFC822"], _class=EmailMessage, policy=policy.default
+            )
             out.append(msg)
         return out
     finally:
@@ -99,8 +116,15 @@ class Party:
         return fetch(self.mailserver, self.mailbox.address, self.password, folder)
 
 
-def make_party(store: Store, settings: Any, mailserver: Any, password_mailbox: Any, *,
-               user_id: str = "user-1", can_send: bool = True) -> Party:
+def make_party(
+    store: Store,
+    settings: Any,
+    mailserver: Any,
+    password_mailbox: Any,
+    *,
+    user_id: str = "user-1",
+    can_send: bool = True,
+) -> Party:
     mb, pw = password_mailbox(owner=user_id)
     add_user(store, user_id, mb.address, "Sam Seller", can_send=can_send)
     return Party(store, settings, mailserver, mb, pw, user_id)

@@ -279,3 +279,18 @@ def render_template(
         mailbox_address=mailbox_address,
     )
     return render(template.subject, template.body_text, template.body_html, ctx, name=template.name)
+
+
+def check_syntax(name: str, subject: str, body_text: str | None, body_html: str | None) -> None:
+    """Refuse a template that does not parse, before it is stored."""
+    env = _env(StrictUndefined, False)
+    for label, source in (("subject", subject), ("text", body_text), ("html", body_html)):
+        if not source:
+            continue
+        try:
+            env.parse(source)
+        except TemplateSyntaxError as e:
+            raise SendRefused(
+                f"template {name} ({label}) has a syntax error on line {e.lineno}: {e.message}",
+                code="template_invalid",
+            ) from None

@@ -1,0 +1,75 @@
+"""``mailops outbox``: what was sent, what failed and why; retry without sending twice (E3)."""
+
+from __future__ import annotations
+
+import click
+
+from mailops.cli import Context, pass_ctx
+
+
+@click.group("outbox", invoke_without_command=True)
+@click.pass_context
+def outbox(cctx: click.Context) -> None:
+    """The outbox: queued -> sending -> sent | failed (list is the default)."""
+    if cctx.invoked_subcommand is None:
+        cctx.invoke(list_)
+
+
+@outbox.command("list")
+@click.option(
+    "--state", type=click.Choice(["queued", "sending", "sent", "failed"]), help="Only this state."
+)
+@click.option("--user", help="Only this user's emails.")
+@pass_ctx
+def list_(ctx: Context, state: str | None = None, user: str | None = None) -> None:
+    """List outbox entries with their state, phase and last error."""
+    from mailops.store.outbox import outbox_frame
+
+    df = outbox_frame(ctx.store(), user_id=user, state=state)
+    if df.empty:
+        click.echo("outbox is empty")
+        return
+    df["recipients"] = df["recipients"].map(lambda r: ", ".join(r) if r is not None else "")
+    click.echo(df.drop(columns=["message_id_header", "created_at"]).to_string(index=False))
+
+
+@outbox.command("retry")
+@click.argument("outbox_id", type=int, required=False)
+@click.option(
+    "--force", is_flag=True, help="Send again even if it may have gone out (one ID only)."
+)
+@pass_ctx
+def retry(ctx: Context, outbox_id: int | None, force: bool) -> None:
+    """Deliver queued / interrupted / failed entries. An interrupted one is first looked for
+    in the Sent folder by its Message-ID; it is never sent twice unless --force."""
+    from tqdm import tqdm
+
+    from mailops.send.outbox import deliver
+    from mailops.store.outbox import items
+
+    if force and outbox_id is None:
+        raise click.UsageError("--force needs one outbox ID")
+    store = ctx.store()
+    ids = (
+        [outbox_id]
+        if outbox_id is not None
+        else [i.id for i in items(store, ("queued", "sending", "failed"))]
+    )
+    if not ids:
+        click.echo("nothing to retry")
+        return
+    failed = 0
+    for oid in tqdm(ids, desc="outbox", unit="email", disable=len(ids) < 2):
+        item = deliver(store, ctx.settings, oid, force=force)
+        note = f" [{item.error_code}]" if item.error_code else ""
+        click.echo(
+            f"outbox {item.id}: {item.state}{note}"
+            + (f" - {item.last_error}" if item.state == "failed" else "")
+        )
+        failed += item.state != "sent"
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(outbox)
