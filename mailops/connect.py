@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -492,3 +492,126 @@ def list_mailboxes(store: Store, user_id: str | None = None) -> list[dict[str, A
 
 test_mailbox.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported
 TestResult.__test__ = False  # type: ignore[attr-defined]
+
+
+# -- the demo step (`mailops demo connect`) -----------------------------------------------
+
+MANIFEST_NAMES = ("demo-manifest.json", "demo_manifest.json", "manifest.json", "demo.json")
+
+
+def load_demo_manifest(settings: Settings, store: Store | None = None) -> list[dict[str, str]]:
+    """The demo mailboxes [{"user_id", "address"}]: the seed manifest in the devserver dir,
+    else every CRM user whose e-mail is an account on the devserver."""
+    import os
+
+    from mailops import devserver
+
+    root = settings.devserver_dir
+    for name in MANIFEST_NAMES:
+        path = os.path.join(root, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                data = json.load(f)
+            items = data.get("mailboxes", data) if isinstance(data, dict) else data
+            out = []
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict):
+                    address = item.get("address") or item.get("email") or item.get("mailbox")
+                    user = item.get("user_id") or item.get("user") or item.get("owner")
+                    if address and user:
+                        out.append({"user_id": str(user), "address": str(address).lower()})
+            if out:
+                return out
+    state = devserver.status(root)
+    accounts = set(state.users()) if state else set()
+    if store is None:
+        return []
+    rows = store.rows("SELECT id, lower(email) FROM users WHERE active ORDER BY id")
+    return [{"user_id": uid, "address": email} for uid, email in rows if email in accounts]
+
+
+def connect_demo_mailboxes(
+    store: Store, settings: Settings, *, oauth_count: int = 1, approve_delay: float = 0.5
+) -> Iterator[str]:
+    """Connect every demo mailbox on the running devserver; the first OAUTH_COUNT sign in
+    through MSAL's device-code flow (a thread approves the code on the token service: the
+    demo's stand-in for the user signing in on their phone), the rest with their password.
+    Already connected mailboxes are left alone (safe to re-run)."""
+    import threading
+    import time as _time
+
+    from mailops import devserver
+    from mailops.errors import DevServerError
+
+    state = devserver.status(settings.devserver_dir)
+    if state is None:
+        raise DevServerError(
+            f"no devserver running in {settings.devserver_dir}",
+            guidance="start it with: mailops devserver start",
+        )
+    entries = load_demo_manifest(settings, store)
+    if not entries:
+        raise MailopsError(
+            "no demo mailboxes found", code="demo", guidance="run: mailops demo seed"
+        )
+    passwords = state.users()
+    oauth_left = oauth_count
+    for entry in entries:
+        user_id, address = entry["user_id"], entry["address"]
+        current = _existing(store, user_id, address)
+        if current is not None and current.state == "connected":
+            oauth_left -= current.auth_kind == "oauth"
+            yield f"{address}: already connected ({current.provider}, mailbox {current.id})"
+            continue
+        use_oauth = oauth_left > 0
+        threads: list[threading.Thread] = []
+
+        def on_prompt(
+            prompt: DeviceCodePrompt,
+            address: str = address,
+            threads: list[threading.Thread] = threads,
+        ) -> None:
+            print(f"  [{address}] {prompt.message}", flush=True)
+
+            def phone() -> None:  # the user approving on their phone, a moment later
+                _time.sleep(approve_delay)
+                state.approve(prompt.user_code, address)
+
+            t = threading.Thread(target=phone, daemon=True)
+            threads.append(t)
+            t.start()
+
+        try:
+            if use_oauth:
+                kwargs: dict[str, Any] = dict(
+                    provider="microsoft", device_code_callback=on_prompt, timeout=60.0
+                )
+            else:
+                if address not in passwords:
+                    yield f"{address}: skipped (no account on the devserver)"
+                    continue
+                kwargs = dict(provider="generic", password=passwords[address])
+            if current is not None:
+                mb = reconnect_mailbox(
+                    store,
+                    settings,
+                    current,
+                    devserver=True,
+                    password=kwargs.get("password"),
+                    device_code_callback=kwargs.get("device_code_callback"),
+                    timeout=kwargs.get("timeout"),
+                )
+            else:
+                mb = connect_mailbox(
+                    store, settings, user_id=user_id, address=address, devserver=True, **kwargs
+                )
+        except MailopsError as e:
+            yield f"{address}: FAILED {e.one_line()}"
+            continue
+        finally:
+            for t in threads:
+                t.join(timeout=5)
+        if use_oauth:
+            oauth_left -= 1
+        how = "MSAL device code, XOAUTH2" if mb.auth_kind == "oauth" else "password"
+        yield f"{address}: connected for {user_id} (mailbox {mb.id}, {how})"

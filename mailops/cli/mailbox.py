@@ -1,0 +1,274 @@
+"""``mailops mailbox connect | list | test | remove | reconnect`` (C1-C5) and ``mailops demo connect``.
+
+Passwords are never command-line arguments (they would land in shell history and `ps`):
+they come from a hidden prompt, ``--password-stdin`` or ``--password-env VAR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from mailops.cli import Context, pass_ctx
+from mailops.errors import ConfigError, MailopsError
+
+
+def _endpoint_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option(
+            "--devserver", is_flag=True, help="Point every endpoint at the running local devserver."
+        ),
+        click.option("--imap-host"),
+        click.option("--imap-port", type=int),
+        click.option("--imap-security", type=click.Choice(["ssl", "starttls", "plain"])),
+        click.option("--smtp-host"),
+        click.option("--smtp-port", type=int),
+        click.option("--smtp-security", type=click.Choice(["ssl", "starttls", "plain"])),
+        click.option("--authority", help="Microsoft: MSAL authority URL (tenant)."),
+        click.option("--token-url", help="OAuth token endpoint (Google)."),
+        click.option("--authorize-url", help="OAuth authorize endpoint (Google)."),
+        click.option("--client-id", help="OAuth client id (default from settings)."),
+        click.option("--ca-file", help="Extra CA certificate to trust (local servers)."),
+        click.option(
+            "--password-env", metavar="VAR", help="Read the password from environment variable VAR."
+        ),
+        click.option(
+            "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+        ),
+        click.option(
+            "--method",
+            type=click.Choice(["device-code", "browser"]),
+            default="device-code",
+            show_default=True,
+            help="Microsoft sign-in: device code (any terminal) or browser (auth code + PKCE).",
+        ),
+        click.option(
+            "--timeout", type=float, help="Give up the interactive sign-in after N seconds."
+        ),
+        click.option("--as", "actor", help="Who is doing this (C1: must be the mailbox owner)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+_ENDPOINT_KEYS = (
+    "imap_host",
+    "imap_port",
+    "imap_security",
+    "smtp_host",
+    "smtp_port",
+    "smtp_security",
+    "authority",
+    "token_url",
+    "authorize_url",
+    "client_id",
+    "ca_file",
+)
+
+
+def _password(
+    provider: str, password_env: str | None, password_stdin: bool, address: str
+) -> str | None:
+    if password_env:
+        value = os.environ.get(password_env)
+        if not value:
+            raise ConfigError(f"environment variable {password_env} is empty or not set")
+        return value
+    if password_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise ConfigError("no password on stdin")
+        return line
+    if provider == "generic":
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                "a password is needed", guidance="use --password-stdin or --password-env VAR"
+            )
+        return str(click.prompt(f"Password for {address}", hide_input=True))
+    return None
+
+
+def _device_prompt(prompt: Any) -> None:
+    click.echo(prompt.message)
+
+
+def _browser(url: str) -> None:
+    import webbrowser
+
+    click.echo(f"Opening the sign-in page in your browser. If it does not open, visit:\n{url}")
+    webbrowser.open(url)
+
+
+@click.group("mailbox")
+def mailbox() -> None:
+    """Connect and manage your mailboxes (Microsoft 365, Google, any IMAP/SMTP server)."""
+
+
+@mailbox.command("connect")
+@click.argument("address")
+@click.option("--user", "user_id", required=True, help="Your CRM user id (the mailbox owner).")
+@click.option(
+    "--provider",
+    type=click.Choice(["microsoft", "google", "generic"]),
+    required=True,
+    help="microsoft (MSAL), google (OAuth), generic (IMAP/SMTP password or app password).",
+)
+@_endpoint_options
+@pass_ctx
+def connect_cmd(ctx: Context, address: str, user_id: str, provider: str, **opts: Any) -> None:
+    """Connect ADDRESS to your account: sign in, check IMAP and SMTP, store secrets encrypted."""
+    from mailops.connect import connect_mailbox
+
+    overrides = {k: opts[k] for k in _ENDPOINT_KEYS if opts.get(k) is not None}
+    password = _password(provider, opts["password_env"], opts["password_stdin"], address)
+    method = (
+        "password"
+        if provider == "generic"
+        else ("auth_code" if opts["method"] == "browser" else "device_code")
+    )
+    mb = connect_mailbox(
+        ctx.store(),
+        ctx.settings,
+        user_id=user_id,
+        provider=provider,
+        address=address,
+        password=password,
+        method=method,
+        device_code_callback=_device_prompt,
+        browser=_browser,
+        devserver=opts["devserver"],
+        overrides=overrides,
+        actor_user_id=opts["actor"],
+        timeout=opts["timeout"],
+    )
+    click.echo(
+        f"connected {mb.address} (mailbox {mb.id}, {mb.provider}, {mb.auth_kind}) for {mb.owner_user_id}"
+    )
+
+
+@mailbox.command("list")
+@click.option("--user", "user_id", help="Only this user's mailboxes.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@pass_ctx
+def list_cmd(ctx: Context, user_id: str | None, as_json: bool) -> None:
+    """Mailboxes with their state and, when problematic, why and what to do."""
+    from mailops.connect import list_mailboxes
+
+    rows = list_mailboxes(ctx.store(), user_id)
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r, default=str))
+        return
+    if not rows:
+        click.echo("no mailboxes")
+        return
+    for r in rows:
+        line = f"{r['id']:>4}  {r['address']:<36} {r['user']:<12} {r['provider']:<9} {r['state']}"
+        if r["problem"]:
+            line += f"  [{r['problem']} since {r['since']:%Y-%m-%d %H:%M}] {r['guidance']}"
+        click.echo(line)
+
+
+@mailbox.command("test")
+@click.argument("ref")
+@click.option("--as", "actor", help="Who is testing (owner, or IT/admin).")
+@pass_ctx
+def test_cmd(ctx: Context, ref: str, actor: str | None) -> None:
+    """Log in to IMAP and SMTP now (tokens refreshed silently); record any problem."""
+    from mailops.connect import test_mailbox
+
+    result = test_mailbox(ctx.store(), ctx.settings, ref, actor_user_id=actor)
+    if result.ok:
+        click.echo(result.line())
+        return
+    assert result.problem is not None
+    state = result.mailbox.state
+    if state != "problematic":
+        result.problem.message += (
+            f" (transient; {result.mailbox.transient_failures} in a row, state stays {state})"
+        )
+    raise result.problem
+
+
+@mailbox.command("remove")
+@click.argument("ref")
+@click.option("--as", "actor", help="Who is removing (owner, or IT/admin).")
+@pass_ctx
+def remove_cmd(ctx: Context, ref: str, actor: str | None) -> None:
+    """Disconnect: delete its secrets; every stored email and activity is kept."""
+    from mailops.connect import remove_mailbox
+
+    mb = remove_mailbox(ctx.store(), ctx.settings, ref, actor_user_id=actor)
+    click.echo(f"removed {mb.address} (mailbox {mb.id}); stored data kept")
+
+
+@mailbox.command("reconnect")
+@click.argument("ref")
+@_endpoint_options
+@pass_ctx
+def reconnect_cmd(ctx: Context, ref: str, **opts: Any) -> None:
+    """Delete the connection and sign in to the same account again (history kept)."""
+    from mailops.connect import reconnect_mailbox
+    from mailops.store import mailboxes
+
+    store = ctx.store()
+    mb = mailboxes.find(store, ref, include_disconnected=True)
+    overrides = {k: opts[k] for k in _ENDPOINT_KEYS if opts.get(k) is not None}
+    password = _password(mb.provider, opts["password_env"], opts["password_stdin"], mb.address)
+    method = (
+        "password"
+        if mb.auth_kind == "password"
+        else ("auth_code" if opts["method"] == "browser" else "device_code")
+    )
+    again = reconnect_mailbox(
+        store,
+        ctx.settings,
+        mb,
+        password=password,
+        method=method,
+        device_code_callback=_device_prompt,
+        browser=_browser,
+        devserver=opts["devserver"],
+        overrides=overrides,
+        actor_user_id=opts["actor"],
+        timeout=opts["timeout"],
+    )
+    click.echo(f"reconnected {again.address} (mailbox {again.id}): {again.state}")
+
+
+@click.command("connect")
+@click.option(
+    "--oauth",
+    "oauth_count",
+    type=int,
+    default=1,
+    show_default=True,
+    help="How many demo mailboxes sign in through the MSAL device-code path.",
+)
+@pass_ctx
+def demo_connect(ctx: Context, oauth_count: int) -> None:
+    """Connect every demo mailbox on the devserver (some through MSAL device code)."""
+    from mailops.connect import connect_demo_mailboxes
+
+    for line in connect_demo_mailboxes(ctx.store(), ctx.settings, oauth_count=oauth_count):
+        click.echo(line)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(mailbox)
+    demo = cli.commands.get("demo")
+    if isinstance(demo, click.Group):
+        demo.add_command(demo_connect)
+    else:  # the demo group is not there (yet): offer the step on its own
+        group = click.Group("demo", help="The demo company on the local devserver.")
+        group.add_command(demo_connect)
+        cli.add_command(group)
+
+
+__all__ = ["register", "MailopsError"]

@@ -1,0 +1,371 @@
+"""R1: the widget-driven connect flow of ``notebooks/connect_mailbox.ipynb``.
+
+``ConnectPanel`` is the ipywidgets UI (provider, address, sign-in: device-code message or
+password field, test, result, the user's mailboxes with state and problem, remove /
+reconnect). Its callbacks call the same ``mailops.connect`` functions as the CLI; each
+opens the store only for the duration of the action, so the notebook never holds the
+DuckDB lock while it sits idle. ``headless_connect`` is the papermill path.
+
+Nothing secret reaches an output: the password field is cleared after every attempt, the
+device-code message holds only the short-lived user code, and errors are one line.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as w
+import pandas as pd
+
+from mailops.auth.oauth import Browser, DeviceCodePrompt
+from mailops.config import Settings
+from mailops.errors import MailopsError
+from mailops.store import Store
+
+log = logging.getLogger(__name__)
+
+PROVIDER_CHOICES = [
+    ("Microsoft 365 / Outlook", "microsoft"),
+    ("Google Workspace / Gmail", "google"),
+    ("Other IMAP/SMTP (password or app password)", "generic"),
+]
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    store = Store(settings.db)  # migrates on open
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def mailbox_frame(settings: Settings, user_id: str | None) -> pd.DataFrame:
+    """The user's mailboxes: state, and for problematic ones the reason, since when and IT guidance."""
+    from mailops.connect import list_mailboxes
+
+    with _store(settings) as store:
+        rows = list_mailboxes(store, user_id or None)
+    cols = ["id", "address", "provider", "state", "problem", "since", "message", "guidance"]
+    return pd.DataFrame(rows, columns=[*cols, "user", "auth", "connected_at"])[cols]
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    line: str
+    code: str = ""
+    mailbox_id: int | None = None
+
+    def _repr_html_(self) -> str:
+        color = "#1a7f37" if self.ok else "#b42318"
+        return f'<p style="color:{color}">{html.escape(self.line)}</p>'
+
+    def __repr__(self) -> str:
+        return self.line
+
+
+class NotebookFailure(MailopsError):
+    """Raised at the end of a failed headless run: IPython shows one line, no traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [self.one_line()]
+
+
+def headless_connect(
+    settings: Settings,
+    *,
+    user_id: str,
+    provider: str,
+    address: str,
+    login_from_env: str = "",
+    devserver: bool = False,
+    device_code_callback: Callable[[DeviceCodePrompt], Any] | None = None,
+    browser: Browser | None = None,
+    timeout: float | None = None,
+) -> Outcome:
+    """Scripted connect (papermill): the password comes from the environment variable NAMED
+    by LOGIN_FROM_ENV, never from a parameter."""
+    from mailops.connect import connect_mailbox
+
+    if not address:
+        return Outcome(False, "no ADDRESS given: nothing to connect", "config")
+    password = None
+    if provider == "generic":
+        if not login_from_env or not os.environ.get(login_from_env):
+            return Outcome(
+                False,
+                f"environment variable {login_from_env or '(none)'} holds no password",
+                "password_required",
+            )
+        password = os.environ[login_from_env]
+    try:
+        with _store(settings) as store:
+            mb = connect_mailbox(
+                store,
+                settings,
+                user_id=user_id,
+                provider=provider,
+                address=address,
+                password=password,
+                device_code_callback=device_code_callback or _print_prompt,
+                browser=browser,
+                devserver=devserver,
+                timeout=timeout,
+            )
+    except MailopsError as e:
+        return Outcome(False, e.one_line(), e.code)
+    finally:
+        password = None
+    return Outcome(
+        True,
+        f"connected {mb.address} (mailbox {mb.id}) for {user_id}: IMAP and SMTP work",
+        "connected",
+        mb.id,
+    )
+
+
+def _print_prompt(prompt: DeviceCodePrompt) -> None:
+    print(prompt.message, flush=True)
+
+
+def finish(outcome: Outcome | None) -> Outcome | None:
+    """Last cell of a headless run: a failed connect fails the papermill run with one line."""
+    if outcome is not None and not outcome.ok:
+        raise NotebookFailure(outcome.line, code=outcome.code or "connect_failed")
+    return outcome
+
+
+class ConnectPanel:
+    """The R1 connect widget. ``device_code_hook`` / ``browser`` let tests and the demo stand
+    in for the user's phone / browser; by default the device-code message is shown and the
+    system browser opens."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        user_id: str,
+        provider: str = "microsoft",
+        address: str = "",
+        devserver: bool = False,
+        device_code_hook: Callable[[DeviceCodePrompt], Any] | None = None,
+        browser: Browser | None = None,
+        endpoint_overrides: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.settings = settings or Settings.load()
+        self.user_id = user_id
+        self.devserver = devserver
+        self.device_code_hook = device_code_hook
+        self.browser = browser
+        self.endpoint_overrides = endpoint_overrides or {}
+        self.timeout = timeout
+        style = {"description_width": "110px"}
+        layout = w.Layout(width="460px")
+        self.provider = w.Dropdown(
+            options=PROVIDER_CHOICES,
+            value=provider,
+            description="Provider",
+            style=style,
+            layout=layout,
+        )
+        self.address = w.Text(
+            value=address,
+            description="Address",
+            placeholder="you@company.com",
+            style=style,
+            layout=layout,
+        )
+        self.password = w.Password(
+            description="Password",
+            placeholder="password or app password",
+            style=style,
+            layout=layout,
+        )
+        self.imap_host = w.Text(description="IMAP host", style=style, layout=layout)
+        self.smtp_host = w.Text(description="SMTP host", style=style, layout=layout)
+        self.connect_button = w.Button(
+            description="Sign in and connect",
+            button_style="primary",
+            icon="sign-in",
+            layout=w.Layout(width="220px"),
+        )
+        self.device = w.HTML()
+        self.result = w.HTML()
+        self.table = w.HTML()
+        self.selected = w.Dropdown(description="Mailbox", style=style, layout=layout)
+        self.test_button = w.Button(description="Test", icon="check")
+        self.remove_button = w.Button(description="Remove", icon="trash", button_style="danger")
+        self.reconnect_button = w.Button(
+            description="Reconnect", icon="refresh", button_style="warning"
+        )
+        self.password_box = w.VBox([self.password, self.imap_host, self.smtp_host])
+        self.connect_button.on_click(lambda _b: self.on_connect())
+        self.test_button.on_click(lambda _b: self.on_test())
+        self.remove_button.on_click(lambda _b: self.on_remove())
+        self.reconnect_button.on_click(lambda _b: self.on_reconnect())
+        self.provider.observe(lambda _c: self._sync_fields(), names="value")
+        self._sync_fields()
+        self.widget = w.VBox(
+            [
+                w.HTML(f"<h3>Connect a mailbox for <code>{html.escape(user_id)}</code></h3>"),
+                self.provider,
+                self.address,
+                self.password_box,
+                self.connect_button,
+                self.device,
+                self.result,
+                w.HTML("<h4>Your mailboxes</h4>"),
+                self.table,
+                w.HBox(
+                    [self.selected, self.test_button, self.remove_button, self.reconnect_button]
+                ),
+            ]
+        )
+        self.refresh()
+
+    # -- view helpers ---------------------------------------------------------------------
+    def _sync_fields(self) -> None:
+        generic = self.provider.value == "generic"
+        self.password_box.layout.display = "" if generic else "none"
+        show_hosts = generic and not self.devserver
+        self.imap_host.layout.display = "" if show_hosts else "none"
+        self.smtp_host.layout.display = "" if show_hosts else "none"
+        self.connect_button.description = "Connect" if generic else "Sign in and connect"
+
+    def _say(self, ok: bool, text: str) -> None:
+        color = "#1a7f37" if ok else "#b42318"
+        self.result.value = f'<p style="color:{color}">{html.escape(text)}</p>'
+
+    def _show_prompt(self, prompt: DeviceCodePrompt) -> None:
+        url = html.escape(prompt.verification_uri)
+        self.device.value = (
+            f"<div style='padding:6px;border:1px solid #888'><b>{html.escape(prompt.message)}</b>"
+            f"<br>Code: <code style='font-size:1.3em'>{html.escape(prompt.user_code)}</code>"
+            f" &mdash; <a href='{url}' target='_blank'>{url}</a></div>"
+        )
+        if self.device_code_hook is not None:
+            self.device_code_hook(prompt)
+
+    def refresh(self) -> pd.DataFrame:
+        frame = mailbox_frame(self.settings, self.user_id)
+        self.table.value = (
+            frame.to_html(index=False, na_rep="", escape=True) if len(frame) else "<i>none yet</i>"
+        )
+        self.selected.options = [
+            (f"{r.address} ({r.state})", int(r.id)) for r in frame.itertuples()
+        ]
+        return frame
+
+    def _overrides(self) -> dict[str, Any]:
+        out = dict(self.endpoint_overrides)
+        if self.provider.value == "generic" and not self.devserver:
+            if self.imap_host.value.strip():
+                out["imap_host"] = self.imap_host.value.strip()
+            if self.smtp_host.value.strip():
+                out["smtp_host"] = self.smtp_host.value.strip()
+        return out
+
+    # -- callbacks (the same functions as the CLI) -----------------------------------------
+    def on_connect(self) -> Outcome:
+        from mailops.connect import connect_mailbox
+
+        self.device.value = ""
+        self._say(True, "signing in ...")
+        password = self.password.value or None
+        self.password.value = ""  # never kept in the widget state
+        try:
+            with _store(self.settings) as store:
+                mb = connect_mailbox(
+                    store,
+                    self.settings,
+                    user_id=self.user_id,
+                    provider=self.provider.value,
+                    address=self.address.value,
+                    password=password,
+                    device_code_callback=self._show_prompt,
+                    browser=self.browser,
+                    devserver=self.devserver,
+                    overrides=self._overrides(),
+                    timeout=self.timeout,
+                )
+            outcome = Outcome(
+                True, f"connected {mb.address}: IMAP and SMTP work", "connected", mb.id
+            )
+        except MailopsError as e:
+            outcome = Outcome(False, e.one_line(), e.code)
+        finally:
+            password = None
+        self.device.value = ""
+        self._say(outcome.ok, outcome.line)
+        self.refresh()
+        return outcome
+
+    def _act(self, action: str) -> Outcome:
+        from mailops.connect import reconnect_mailbox, remove_mailbox, test_mailbox
+
+        mailbox_id = self.selected.value
+        if mailbox_id is None:
+            outcome = Outcome(False, "pick a mailbox first", "config")
+            self._say(False, outcome.line)
+            return outcome
+        try:
+            with _store(self.settings) as store:
+                if action == "test":
+                    r = test_mailbox(
+                        store, self.settings, int(mailbox_id), actor_user_id=self.user_id
+                    )
+                    outcome = Outcome(
+                        r.ok, r.line(), r.problem.code if r.problem else "ok", r.mailbox.id
+                    )
+                elif action == "remove":
+                    mb = remove_mailbox(
+                        store, self.settings, int(mailbox_id), actor_user_id=self.user_id
+                    )
+                    outcome = Outcome(
+                        True, f"removed {mb.address}; stored emails kept", "disconnected", mb.id
+                    )
+                else:
+                    password = self.password.value or None
+                    self.password.value = ""
+                    mb = reconnect_mailbox(
+                        store,
+                        self.settings,
+                        int(mailbox_id),
+                        password=password,
+                        device_code_callback=self._show_prompt,
+                        browser=self.browser,
+                        devserver=self.devserver,
+                        overrides=self.endpoint_overrides or None,
+                        actor_user_id=self.user_id,
+                        timeout=self.timeout,
+                    )
+                    password = None
+                    outcome = Outcome(
+                        True, f"reconnected {mb.address}: IMAP and SMTP work", "connected", mb.id
+                    )
+        except MailopsError as e:
+            outcome = Outcome(False, e.one_line(), e.code)
+        self.device.value = ""
+        self._say(outcome.ok, outcome.line)
+        self.refresh()
+        return outcome
+
+    def on_test(self) -> Outcome:
+        return self._act("test")
+
+    def on_remove(self) -> Outcome:
+        return self._act("remove")
+
+    def on_reconnect(self) -> Outcome:
+        return self._act("reconnect")
+
+    def show(self) -> w.VBox:
+        return self.widget
