@@ -1,0 +1,231 @@
+"""Report queries (R2-R5): plain functions taking a ``Scope`` and returning DataFrames.
+
+A ``Scope`` is who is looking (a ``permissions.Viewer``), the period and the mailbox
+filter, plus the store to read. Notebooks, the CLI (``mailops stats``) and tests call the
+same functions; every one of them filters rows through the viewer (P1).
+
+Reports read while a sync may be writing. DuckDB allows one writing process or many
+reading ones, so ``ReadStore`` opens the file read-only, retries while a writer holds it,
+and lets go of the file after each query: a report never blocks a sync for longer than one
+query, and a sync that releases the file between batches never fails a report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mailops.errors import ReportError
+from mailops.permissions import SYSTEM, Viewer, scope_for
+from mailops.store import Store
+
+__all__ = [
+    "ReadStore",
+    "Scope",
+    "Table",
+    "open_reader",
+    "parse_when",
+    "records",
+    "show",
+    "table",
+    "utcnow",
+    "where",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class ReadStore(Store):
+    """A read-only Store that holds the DuckDB file only while a query runs."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, busy_timeout: float = 120.0):
+        super().__init__(path, read_only=True, busy_timeout=busy_timeout, migrate=False)
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        try:
+            return super().query(sql, params)
+        finally:
+            self.release()
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple]:
+        try:
+            return super().rows(sql, params)
+        finally:
+            self.release()
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        try:
+            return super().scalar(sql, params)
+        finally:
+            self.release()
+
+
+def open_reader(db: str | os.PathLike[str] | None = None) -> ReadStore:
+    """A ReadStore on DB (default: settings), refusing a file that does not exist."""
+    from mailops.config import Settings
+
+    path = str(db) if db else Settings.load().db
+    if path != ":memory:" and not Path(path).exists():
+        raise ReportError(
+            f"no store at {path}", guidance="run `mailops db migrate` or a sync first"
+        )
+    return ReadStore(path)
+
+
+def parse_when(value: str | date | datetime | None, *, end: bool = False) -> datetime | None:
+    """``"2026-11-01"`` -> that midnight; with END a bare date means the *next* midnight
+    (an inclusive end day becomes an exclusive bound). ``""``/None -> None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None) if value.tzinfo is None else _naive_utc(value)
+    if isinstance(value, date):
+        day = datetime(value.year, value.month, value.day)
+        return day + timedelta(days=1) if end else day
+    text = str(value).strip()
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        raise ReportError(f"not a date: {value!r}", guidance="use YYYY-MM-DD") from None
+    when = ts.to_pydatetime()
+    if when.tzinfo is not None:
+        when = _naive_utc(when)
+    if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        when += timedelta(days=1)
+    return when
+
+
+def _naive_utc(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Scope:
+    """Who looks at what: the viewer, the period ``[since, until)`` and a mailbox filter."""
+
+    store: Store
+    viewer: Viewer = SYSTEM
+    since: datetime | None = None
+    until: datetime | None = None
+    mailbox: str = "all"  # address, mailbox id, or "all"
+    now: datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def open(
+        cls,
+        viewer: str | None = "system",
+        *,
+        days: int | None = None,
+        since: str | date | datetime | None = "",
+        until: str | date | datetime | None = "",
+        mailbox: str = "all",
+        db: str | os.PathLike[str] | None = None,
+        store: Store | None = None,
+    ) -> Scope:
+        """What a notebook's first cell calls: a read-only store and the resolved viewer."""
+        st = store if store is not None else open_reader(db)
+        start = parse_when(since)
+        now = utcnow()
+        if start is None and days:
+            start = now - timedelta(days=int(days))
+        return cls(
+            store=st,
+            viewer=scope_for(st, viewer),
+            since=start,
+            until=parse_when(until, end=True),
+            mailbox=(mailbox or "all").strip().lower(),
+            now=now,
+        )
+
+    @property
+    def label(self) -> str:
+        frm = self.since.strftime("%Y-%m-%d %H:%M") if self.since else "the beginning"
+        to = self.until.strftime("%Y-%m-%d %H:%M") if self.until else "now"
+        box = "all mailboxes" if self.mailbox in ("", "all") else self.mailbox
+        return f"viewer {self.viewer.user_id} ({self.viewer.role}, scope {self.viewer.scope}); {box}; {frm} to {to} (UTC)"
+
+    # -- SQL building blocks ------------------------------------------------------------
+    def period(self, col: str) -> tuple[str, list[Any]]:
+        parts, params = ["TRUE"], []
+        if self.since is not None:
+            parts.append(f"{col} >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            parts.append(f"{col} < ?")
+            params.append(self.until)
+        return " AND ".join(parts), params
+
+    def mailbox_filter(self, id_col: str, address_col: str) -> tuple[str, list[Any]]:
+        box = self.mailbox
+        if box in ("", "all"):
+            return "TRUE", []
+        if box.isdigit():
+            return f"{id_col} = ?", [int(box)]
+        return f"{address_col} = ?", [box]
+
+
+def where(*clauses: tuple[str, list[Any]]) -> tuple[str, list[Any]]:
+    """AND together (sql, params) pairs, keeping parameter order."""
+    sql = " AND ".join(f"({c})" for c, _ in clauses)
+    params: list[Any] = []
+    for _, p in clauses:
+        params.extend(p)
+    return sql, params
+
+
+def records(df: pd.DataFrame, key: str, value: str) -> dict[str, Any]:
+    """A small JSON-able mapping from two columns (what notebooks glue for tests)."""
+    out: dict[str, Any] = {}
+    for k, v in zip(df[key], df[value], strict=True):
+        out[str(k)] = _plain(v)
+    return out
+
+
+def _plain(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, pd.Timestamp | datetime | date):
+        return v.isoformat()
+    return v.item() if hasattr(v, "item") else v
+
+
+def table(df: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    """Rows of DF (those COLUMNS) as JSON-able dicts."""
+    return [
+        {c: _plain(v) for c, v in zip(columns, row, strict=True)}
+        for row in df[columns].itertuples(index=False)
+    ]
+
+
+class Table:
+    """A DataFrame shown as an escaped HTML table without the index (mail subjects and
+    names are untrusted text: ``to_html`` escapes them)."""
+
+    def __init__(self, df: pd.DataFrame | None, rows: int | None = None) -> None:
+        self.df = df if df is not None else pd.DataFrame()
+        self.rows = rows
+
+    def _repr_html_(self) -> str:
+        if self.df.empty:
+            return "<p><em>nothing to show</em></p>"
+        df = self.df.head(self.rows) if self.rows else self.df
+        more = len(self.df) - len(df)
+        note = f"<p><em>{len(df)} of {len(self.df)} rows shown</em></p>" if more > 0 else ""
+        return df.to_html(index=False, escape=True, na_rep="", border=0) + note
+
+    def __repr__(self) -> str:
+        return self.df.to_string(index=False) if not self.df.empty else "(nothing to show)"
+
+
+def show(df: pd.DataFrame | None, rows: int | None = None) -> Table:
+    """What a notebook cell ends with to display a report table."""
+    return Table(df, rows)

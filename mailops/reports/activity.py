@@ -1,0 +1,285 @@
+"""R3: activity volumes, response times, unanswered customers, most active deals.
+
+Definitions (documented in the README, tested by hand-computed examples):
+
+- An *activity* is one stored message linked to one customer (S4); unlinked ones (S9) are
+  left out. Volumes per sales person and per week count distinct messages; per customer
+  and per deal they count the messages of that customer / deal.
+- A *thread* is the first Message-ID of ``References``, else ``In-Reply-To``, else the
+  message itself.
+- A *response*: within one (customer, thread), the first outbound message after one or
+  more inbound ones answers the earliest of them. Its time is ``answered_at - asked_at``,
+  in wall-clock hours or, optionally, business hours (Mon-Fri, a day window, a time zone).
+  The *first response* of a thread is its earliest response.
+- A customer is *waiting* when inbound mail came after our last outbound message to him;
+  waiting since the first such inbound message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from mailops.reports import Scope, where
+
+__all__ = [
+    "business_hours_between",
+    "most_active_deals",
+    "response_summary",
+    "response_times",
+    "unanswered",
+    "volumes",
+]
+
+DIMENSIONS = {
+    # by: (key columns, label column, count expression)
+    "sales_person": ("a.user_id", "coalesce(u.name, a.user_id)", "count(DISTINCT a.message_id)"),
+    "customer": ("a.customer_id", "coalesce(c.name, a.customer_id)", "count(*)"),
+    "deal": ("dl.deal_id", "coalesce(d.name, dl.deal_id)", "count(DISTINCT a.message_id)"),
+    "week": (
+        "date_trunc('week', a.occurred_at)::DATE",
+        "strftime(date_trunc('week', a.occurred_at), '%G-W%V')",
+        "count(DISTINCT a.message_id)",
+    ),
+}
+
+
+def _activity_scope(scope: Scope) -> tuple[str, list[Any]]:
+    return where(
+        ("a.unlinked_at IS NULL", []),
+        scope.viewer.activity_clause("a.user_id", "c.owner_user_id"),
+        scope.mailbox_filter("a.mailbox_id", "mb.address"),
+    )
+
+
+_FROM = (
+    " FROM activities a LEFT JOIN customers c ON c.id = a.customer_id"
+    " LEFT JOIN users u ON u.id = a.user_id"
+    " LEFT JOIN mailboxes mb ON mb.id = a.mailbox_id"
+)
+
+
+def volumes(scope: Scope, by: str = "sales_person") -> pd.DataFrame:
+    """Emails per BY (sales_person | customer | deal | week): inbound, outbound, total."""
+    if by not in DIMENSIONS:
+        from mailops.errors import ReportError
+
+        raise ReportError(f"unknown dimension {by!r}; one of {', '.join(DIMENSIONS)}")
+    key, label, count = DIMENSIONS[by]
+    sql, params = where(_activity_scope(scope), scope.period("a.occurred_at"))
+    deal_join = ""
+    if by == "deal":
+        # the activity's deal, else every deal the customer is on (S4)
+        deal_join = (
+            " JOIN (SELECT a2.id AS activity_id, a2.deal_id FROM activities a2 WHERE a2.deal_id IS NOT NULL"
+            " UNION SELECT a3.id, dc.deal_id FROM activities a3 JOIN deal_customers dc"
+            " ON dc.customer_id = a3.customer_id WHERE a3.deal_id IS NULL) dl ON dl.activity_id = a.id"
+            " LEFT JOIN deals d ON d.id = dl.deal_id"
+        )
+    inbound = f"{count} FILTER (WHERE a.direction = 'inbound')"
+    outbound = f"{count} FILTER (WHERE a.direction = 'outbound')"
+    df = scope.store.query(
+        f"SELECT {key} AS {by}_id, {label} AS {by}, {inbound} AS inbound, {outbound} AS outbound,"
+        f" {count} AS total"
+        f"{_FROM}{deal_join} WHERE {sql} GROUP BY ALL"
+        f" ORDER BY {'1' if by == 'week' else 'total DESC, 1'}",
+        params,
+    )
+    for col in ("inbound", "outbound", "total"):
+        df[col] = df[col].astype("int64")
+    if by == "week" and len(df) > 1:
+        df = _fill_weeks(df)
+    return df
+
+
+def _fill_weeks(df: pd.DataFrame) -> pd.DataFrame:
+    """Weeks without email appear with zeros (a chart without gaps lies less)."""
+    start, end = pd.Timestamp(df["week_id"].min()), pd.Timestamp(df["week_id"].max())
+    weeks = pd.date_range(start, end, freq="7D")
+    full = pd.DataFrame({"week_id": [w.date() for w in weeks]})
+    full["week"] = [w.strftime("%G-W%V") for w in weeks]
+    df = df.assign(week_id=[pd.Timestamp(w).date() for w in df["week_id"]])
+    out = full.merge(df.drop(columns=["week"]), on="week_id", how="left")
+    for col in ("inbound", "outbound", "total"):
+        out[col] = out[col].fillna(0).astype("int64")
+    return out
+
+
+def _thread_activities(scope: Scope) -> pd.DataFrame:
+    sql, params = _activity_scope(scope)
+    return scope.store.query(
+        "SELECT a.customer_id, coalesce(c.name, a.customer_id) AS customer,"
+        " a.user_id, coalesce(u.name, a.user_id) AS sales_person, a.direction, a.occurred_at,"
+        ' a.message_id, msg.subject, coalesce(msg."references"[1], msg.in_reply_to, msg.id) AS thread'
+        f"{_FROM} JOIN messages msg ON msg.id = a.message_id"
+        f" WHERE {sql} AND a.occurred_at IS NOT NULL"
+        " ORDER BY a.customer_id, thread, a.occurred_at, a.direction",
+        params,
+    )
+
+
+def business_hours_between(
+    start: datetime,
+    end: datetime,
+    *,
+    day_start: int = 9,
+    day_end: int = 17,
+    tz: str = "UTC",
+) -> float:
+    """Hours of [START, END) (naive UTC) that fall Mon-Fri between DAY_START and DAY_END
+    o'clock in time zone TZ."""
+    if end <= start:
+        return 0.0
+    zone = ZoneInfo(tz)
+    utc = ZoneInfo("UTC")
+    lo = start.replace(tzinfo=utc).astimezone(zone)
+    hi = end.replace(tzinfo=utc).astimezone(zone)
+    total = 0.0
+    day = lo.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day <= hi:
+        if day.weekday() < 5:
+            open_ = day.replace(hour=day_start)
+            close = day.replace(hour=day_end) if day_end < 24 else day + timedelta(days=1)
+            a, b = max(lo, open_), min(hi, close)
+            if b > a:
+                total += (b - a).total_seconds()
+        day = (day + timedelta(days=1, hours=2)).replace(hour=0)  # DST-safe step
+    return total / 3600.0
+
+
+def response_times(
+    scope: Scope,
+    *,
+    business_hours: bool = False,
+    day_start: int = 9,
+    day_end: int = 17,
+    tz: str = "UTC",
+) -> pd.DataFrame:
+    """One row per response (see the module doc) whose question was asked in the period."""
+    acts = _thread_activities(scope)
+    out: list[dict[str, Any]] = []
+    for (_cust, _thread), group in acts.groupby(["customer_id", "thread"], sort=False):
+        pending: dict[str, Any] | None = None
+        first = True
+        for row in group.itertuples(index=False):
+            if row.direction == "inbound":
+                if pending is None:
+                    pending = row._asdict()
+            elif pending is not None:
+                asked, answered = pending["occurred_at"], row.occurred_at
+                hours = (
+                    business_hours_between(
+                        asked, answered, day_start=day_start, day_end=day_end, tz=tz
+                    )
+                    if business_hours
+                    else (answered - asked).total_seconds() / 3600.0
+                )
+                out.append(
+                    {
+                        "customer_id": row.customer_id,
+                        "customer": row.customer,
+                        "thread": row.thread,
+                        "subject": pending["subject"],
+                        "asked_at": asked,
+                        "answered_at": answered,
+                        "user_id": row.user_id,
+                        "sales_person": row.sales_person,
+                        "hours": round(hours, 3),
+                        "first_response": first,
+                    }
+                )
+                pending, first = None, False
+    cols = [
+        "customer_id",
+        "customer",
+        "thread",
+        "subject",
+        "asked_at",
+        "answered_at",
+        "user_id",
+        "sales_person",
+        "hours",
+        "first_response",
+    ]
+    df = pd.DataFrame(out, columns=cols)
+    if not df.empty:
+        if scope.since is not None:
+            df = df[df["asked_at"] >= scope.since]
+        if scope.until is not None:
+            df = df[df["asked_at"] < scope.until]
+    return df.reset_index(drop=True)
+
+
+def response_summary(responses: pd.DataFrame) -> pd.DataFrame:
+    """Per sales person: responses, average and median hours, average first-response hours."""
+    cols = [
+        "user_id",
+        "sales_person",
+        "responses",
+        "avg_hours",
+        "median_hours",
+        "avg_first_response_hours",
+    ]
+    if responses.empty:
+        return pd.DataFrame(columns=cols)
+    g = responses.groupby(["user_id", "sales_person"], dropna=False)
+    df = g.agg(
+        responses=("hours", "size"), avg_hours=("hours", "mean"), median_hours=("hours", "median")
+    )
+    firsts = responses[responses["first_response"]].groupby(
+        ["user_id", "sales_person"], dropna=False
+    )
+    df["avg_first_response_hours"] = firsts["hours"].mean()
+    df = df.reset_index().round(2)
+    return df[cols].sort_values("avg_hours").reset_index(drop=True)
+
+
+def unanswered(scope: Scope, *, days: float = 3) -> pd.DataFrame:
+    """Customers waiting for our reply for more than DAYS days (as of ``scope.now``)."""
+    sql, params = _activity_scope(scope)
+    df = scope.store.query(
+        "WITH act AS (SELECT a.*, c.name AS customer_name, c.owner_user_id AS customer_owner"
+        f"{_FROM} WHERE {sql} AND a.occurred_at IS NOT NULL),"
+        " last_out AS (SELECT customer_id, max(occurred_at) AS t FROM act"
+        "  WHERE direction = 'outbound' GROUP BY 1),"
+        " waiting AS (SELECT act.customer_id, any_value(act.customer_name) AS customer,"
+        "  any_value(act.customer_owner) AS owner, min(act.occurred_at) AS waiting_since,"
+        "  max(act.occurred_at) AS last_inbound, count(*) AS inbound_waiting,"
+        "  arg_max(msg.subject, act.occurred_at) AS last_subject,"
+        "  arg_max(mb.address, act.occurred_at) AS mailbox, max(lo.t) AS last_outbound"
+        "  FROM act LEFT JOIN last_out lo ON lo.customer_id = act.customer_id"
+        "  JOIN messages msg ON msg.id = act.message_id"
+        "  LEFT JOIN mailboxes mb ON mb.id = act.mailbox_id"
+        "  WHERE act.direction = 'inbound' AND (lo.t IS NULL OR act.occurred_at > lo.t)"
+        "  GROUP BY 1)"
+        " SELECT w.customer_id, coalesce(w.customer, w.customer_id) AS customer,"
+        " coalesce(u.name, w.owner) AS owner, w.waiting_since, w.last_inbound, w.inbound_waiting,"
+        " w.last_subject, w.mailbox, w.last_outbound,"
+        " round((epoch(?::TIMESTAMP) - epoch(w.waiting_since)) / 86400.0, 1) AS waiting_days"
+        " FROM waiting w LEFT JOIN users u ON u.id = w.owner"
+        " WHERE w.waiting_since < ?::TIMESTAMP - to_seconds(?::DOUBLE * 86400)"
+        " ORDER BY w.waiting_since",
+        [*params, scope.now, scope.now, float(days)],
+    )
+    df["inbound_waiting"] = df["inbound_waiting"].astype("int64")
+    return df
+
+
+def most_active_deals(scope: Scope, *, top: int = 10) -> pd.DataFrame:
+    """Deals by number of emails in the period (the activity's deal, else the customer's)."""
+    vol = volumes(scope, by="deal")
+    if vol.empty:
+        return vol
+    info = scope.store.query(
+        "SELECT d.id AS deal_id, d.project, d.unit, d.stage, d.owner_user_id AS owner,"
+        " (SELECT count(*) FROM deal_customers dc WHERE dc.deal_id = d.id) AS customers FROM deals d"
+    )
+    df = vol.merge(info, on="deal_id", how="left")
+    return (
+        df.sort_values(["total", "deal_id"], ascending=[False, True])
+        .head(top)
+        .reset_index(drop=True)
+    )

@@ -1,0 +1,255 @@
+"""R2 / S11: the sync audit -- runs, decisions by reason, the searchable ledger, what was
+stored for a customer and from which mailbox, and a per-mailbox per-day reconciliation of
+what the server held against what the ledger examined."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mailops.reports import Scope, where
+
+__all__ = [
+    "customer_emails",
+    "export",
+    "ledger",
+    "reason_counts",
+    "reason_label",
+    "reconciliation",
+    "runs",
+]
+
+
+def reason_label(code: str) -> str:
+    """The human description of a skip/store reason (the sync's reason table)."""
+    from mailops.match import REASONS
+
+    r = REASONS.get(code)
+    return f"{r.description} ({r.rule})" if r else code
+
+
+def _mailbox_scope(scope: Scope, alias: str = "mb") -> tuple[str, list[Any]]:
+    return where(
+        scope.viewer.mailbox_clause(f"{alias}.owner_user_id"),
+        scope.mailbox_filter(f"{alias}.id", f"{alias}.address"),
+    )
+
+
+def runs(
+    scope: Scope, *, run_id: int | None = None, run_ids: list[int] | None = None
+) -> pd.DataFrame:
+    """Sync runs in the period (newest first), with duration and counts."""
+    run_clause: tuple[str, list[Any]] = ("TRUE", [])
+    if run_id is not None:
+        run_clause = ("r.id = ?", [int(run_id)])
+    elif run_ids is not None:
+        run_clause = ("list_contains(?, r.id)", [[int(i) for i in run_ids]])
+    sql, params = where(_mailbox_scope(scope), scope.period("r.started_at"), run_clause)
+    return scope.store.query(
+        "SELECT r.id AS run_id, mb.address AS mailbox, mb.owner_user_id AS owner, r.trigger,"
+        " r.started_at, r.finished_at, r.status,"
+        " round(coalesce(r.duration_s, epoch(r.finished_at) - epoch(r.started_at)), 3) AS duration_s,"
+        " r.examined, r.stored, r.skipped, r.linked, r.error_code, r.error_message"
+        " FROM sync_runs r JOIN mailboxes mb ON mb.id = r.mailbox_id"
+        f" WHERE {sql} ORDER BY r.started_at DESC, r.id DESC",
+        params,
+    )
+
+
+def _ledger_scope(
+    scope: Scope, run_id: int | None, run_ids: list[int] | None = None
+) -> tuple[str, list[Any]]:
+    run_clause: tuple[str, list[Any]] = ("TRUE", [])
+    if run_id is not None:
+        run_clause = ("l.run_id = ?", [int(run_id)])
+    elif run_ids is not None:
+        run_clause = ("list_contains(?, l.run_id)", [[int(i) for i in run_ids]])
+    return where(_mailbox_scope(scope), scope.period("l.examined_at"), run_clause)
+
+
+def reason_counts(
+    scope: Scope, *, run_id: int | None = None, run_ids: list[int] | None = None
+) -> pd.DataFrame:
+    """Stored vs skipped by reason code, with the reason's description."""
+    sql, params = _ledger_scope(scope, run_id, run_ids)
+    df = scope.store.query(
+        "SELECT l.decision, l.reason, count(*) AS messages, count(DISTINCT l.mailbox_id) AS mailboxes"
+        " FROM audit_ledger l JOIN mailboxes mb ON mb.id = l.mailbox_id"
+        f" WHERE {sql} GROUP BY ALL ORDER BY l.decision DESC, messages DESC, l.reason",
+        params,
+    )
+    df["description"] = [reason_label(c) for c in df["reason"]]
+    return df
+
+
+def customer_ids(scope: Scope, ref: str) -> list[str]:
+    """Customer ids matching REF: an id, an e-mail address (any period), or part of a name."""
+    ref = (ref or "").strip()
+    if not ref:
+        return []
+    rows = scope.store.rows(
+        "SELECT DISTINCT c.id FROM customers c LEFT JOIN customer_addresses ca ON ca.customer_id = c.id"
+        " WHERE c.id = ? OR ca.address = lower(?) OR c.name ILIKE ? ORDER BY c.id",
+        [ref, ref, f"%{ref}%"],
+    )
+    return [r[0] for r in rows]
+
+
+def ledger(
+    scope: Scope,
+    *,
+    run_id: int | None = None,
+    search: str = "",
+    address: str = "",
+    subject: str = "",
+    message_id: str = "",
+    customer: str = "",
+    decision: str = "",
+    reason: str = "",
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """The per-message ledger (S11), searchable: every filter is optional and combined.
+
+    ``address`` matches From, or To/Cc of stored messages; ``customer`` is an id, address or
+    name; ``search`` looks in subject, sender, Message-ID and mailbox address."""
+    clauses = [_ledger_scope(scope, run_id)]
+    if address:
+        a = address.strip().lower()
+        clauses.append(
+            (
+                "(l.from_addr = ? OR list_contains(msg.to_addrs, ?) OR list_contains(msg.cc_addrs, ?))",
+                [a, a, a],
+            )
+        )
+    if subject:
+        clauses.append(("l.subject ILIKE ?", [f"%{subject}%"]))
+    if message_id:
+        from mailops.parse import normalize_message_id
+
+        clauses.append(("l.message_id = ?", [normalize_message_id(message_id) or message_id]))
+    if customer:
+        clauses.append(("list_has_any(l.customers, ?)", [customer_ids(scope, customer) or ["\0"]]))
+    if decision:
+        clauses.append(("l.decision = ?", [decision]))
+    if reason:
+        clauses.append(("l.reason = ?", [reason]))
+    if search:
+        s = f"%{search}%"
+        clauses.append(
+            (
+                "(l.subject ILIKE ? OR l.from_addr ILIKE ? OR l.message_id ILIKE ? OR mb.address ILIKE ?)",
+                [s, s, s, s],
+            )
+        )
+    sql, params = where(*clauses)
+    tail = f" LIMIT {int(limit)}" if limit else ""
+    return scope.store.query(
+        "SELECT l.examined_at, l.run_id, mb.address AS mailbox, l.folder, l.uid, l.message_id,"
+        " l.msg_date, l.from_addr, l.subject, l.decision, l.reason,"
+        " array_to_string(l.customers, ', ') AS customers"
+        " FROM audit_ledger l JOIN mailboxes mb ON mb.id = l.mailbox_id"
+        " LEFT JOIN messages msg ON msg.id = l.message_id"
+        f" WHERE {sql} ORDER BY l.examined_at DESC, l.run_id DESC, l.folder, l.uid{tail}",
+        params,
+    )
+
+
+def customer_emails(scope: Scope, customer: str) -> pd.DataFrame:
+    """Which emails were stored for CUSTOMER, from which mailbox, and everywhere seen (S8)."""
+    ids = customer_ids(scope, customer) or ["\0"]
+    sql, params = where(
+        ("list_contains(?, a.customer_id)", [ids]),
+        scope.viewer.activity_clause("a.user_id", "c.owner_user_id"),
+        scope.period("coalesce(a.occurred_at, msg.sent_at)"),
+        scope.mailbox_filter("a.mailbox_id", "mb.address"),
+    )
+    seen_sql, seen_params = scope.viewer.mailbox_clause("m2.owner_user_id")
+    return scope.store.query(
+        "WITH seen AS (SELECT p.message_id,"
+        " string_agg(DISTINCT m2.address || ' ' || p.folder, '; ') AS seen_in"
+        " FROM message_places p JOIN mailboxes m2 ON m2.id = p.mailbox_id"
+        f" WHERE {seen_sql} GROUP BY 1)"
+        " SELECT a.customer_id, c.name AS customer, coalesce(a.occurred_at, msg.sent_at) AS sent_at,"
+        " a.direction, msg.subject, msg.from_addr, msg.id AS message_id, mb.address AS stored_from,"
+        " seen.seen_in, a.created_at AS stored_at, a.match_kind, a.deal_id,"
+        " a.unlinked_at IS NOT NULL AS unlinked"
+        " FROM activities a JOIN messages msg ON msg.id = a.message_id"
+        " LEFT JOIN customers c ON c.id = a.customer_id"
+        " LEFT JOIN mailboxes mb ON mb.id = a.mailbox_id"
+        " LEFT JOIN seen ON seen.message_id = a.message_id"
+        f" WHERE {sql} ORDER BY sent_at DESC, a.customer_id",
+        [*seen_params, *params],
+    )
+
+
+def reconciliation(scope: Scope) -> pd.DataFrame:
+    """Per mailbox per day: what the server held at the day's last sync (the folders'
+    message counts) against the distinct messages the ledger has examined in those folders
+    (same UIDVALIDITY) up to that run. ``gap`` > 0: messages on the server the ledger never
+    looked at (older than the backfill window, or missed); < 0: messages removed on the
+    server after they were examined (S7). Flagged when the gap is not zero, or when the
+    day's last run got no listing from the server (it failed)."""
+    sql, params = where(_mailbox_scope(scope), scope.period("r.started_at"))
+    df = scope.store.query(
+        "WITH last_run AS ("
+        "  SELECT r.mailbox_id, r.started_at::DATE AS day, max(r.id) AS run_id,"
+        "         arg_max(r.status, r.id) AS status, arg_max(r.error_code, r.id) AS error_code,"
+        "         count(*) AS runs, sum(r.examined) AS examined_that_day,"
+        "         sum(r.stored) AS stored_that_day, sum(r.skipped) AS skipped_that_day"
+        "  FROM sync_runs r JOIN mailboxes mb ON mb.id = r.mailbox_id"
+        f"  WHERE {sql} AND r.status <> 'running' GROUP BY 1, 2),"
+        " server AS ("
+        "  SELECT lr.mailbox_id, lr.day, lr.run_id, f.folder, f.uidvalidity, f.server_messages"
+        "  FROM last_run lr JOIN sync_folder_reports f ON f.run_id = lr.run_id),"
+        " seen AS ("
+        "  SELECT s.mailbox_id, s.day, s.folder, count(DISTINCT l.uid) AS ledger_examined"
+        "  FROM server s JOIN audit_ledger l ON l.mailbox_id = s.mailbox_id AND l.folder = s.folder"
+        "   AND l.uidvalidity = s.uidvalidity AND l.run_id <= s.run_id"
+        "  GROUP BY 1, 2, 3)"
+        " SELECT lr.day, mb.address AS mailbox, lr.run_id AS last_run, lr.status, lr.error_code, lr.runs,"
+        "  count(s.folder) AS folders,"
+        "  coalesce(sum(s.server_messages), 0)::BIGINT AS server_messages,"
+        "  coalesce(sum(seen.ledger_examined), 0)::BIGINT AS ledger_examined,"
+        "  lr.examined_that_day::BIGINT AS examined_that_day,"
+        "  lr.stored_that_day::BIGINT AS stored_that_day,"
+        "  lr.skipped_that_day::BIGINT AS skipped_that_day"
+        " FROM last_run lr JOIN mailboxes mb ON mb.id = lr.mailbox_id"
+        " LEFT JOIN server s ON s.mailbox_id = lr.mailbox_id AND s.day = lr.day"
+        " LEFT JOIN seen ON seen.mailbox_id = s.mailbox_id AND seen.day = s.day AND seen.folder = s.folder"
+        " GROUP BY ALL ORDER BY lr.day DESC, mailbox",
+        params,
+    )
+    df["gap"] = (df["server_messages"] - df["ledger_examined"]).astype("int64")
+    df["flagged"] = (df["gap"] != 0) | (df["folders"] == 0)
+    df["note"] = [
+        _gap_note(g, f, st, code)
+        for g, f, st, code in zip(
+            df["gap"], df["folders"], df["status"], df["error_code"], strict=True
+        )
+    ]
+    return df.drop(columns=["error_code"])
+
+
+def _gap_note(gap: int, folders: int, status: str, code: str | None) -> str:
+    if folders == 0:
+        return f"no server listing: the run {status}" + (
+            f" ({code})" if isinstance(code, str) else ""
+        )
+    if gap > 0:
+        return f"{gap} on the server never examined (older than the window, or missed)"
+    if gap < 0:
+        return f"{-gap} examined but no longer on the server (deleted/moved; kept, S7)"
+    return "ok"
+
+
+def export(df: pd.DataFrame, prefix: str | Path, name: str) -> list[Path]:
+    """Write DF as ``<prefix>_<name>.csv`` and ``.parquet``; return the paths."""
+    if not str(prefix):
+        return []
+    csv, parquet = Path(f"{prefix}_{name}.csv"), Path(f"{prefix}_{name}.parquet")
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(csv, index=False)
+    df.to_parquet(parquet, index=False)
+    return [csv, parquet]
