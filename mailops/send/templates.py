@@ -61,6 +61,16 @@ def _path_of(obj: Any, name: str | None) -> str:
     return name or "?"
 
 
+#: attributes jinja itself looks up on values (callables, filters); never merge fields
+_JINJA_PROBES = frozenset({"unsafe_callable", "alters_data", "jinja_pass_arg", "environmentfilter"})
+
+
+def _unsafe(obj: Any) -> bool:
+    return isinstance(obj, _Collecting) and (
+        obj._undefined_exception is SecurityError or _unsafe(obj._undefined_obj)
+    )
+
+
 class _Collecting(Undefined):
     """Records the full name of every missing field used, renders nothing (first pass)."""
 
@@ -71,11 +81,13 @@ class _Collecting(Undefined):
         return _path_of(self._undefined_obj, self._undefined_name)
 
     def _note(self) -> None:
+        if self._undefined_exception is SecurityError or _unsafe(self._undefined_obj):
+            raise SecurityError(self._undefined_hint or f"{self.path} is not allowed")
         if self.path not in self.missing:
             self.missing.append(self.path)
 
     def __getattr__(self, name: str) -> Any:
-        if name[:2] == "__":
+        if name[:2] == "__" or name in _JINJA_PROBES:
             raise AttributeError(name)
         return type(self)(obj=self, name=name)
 
@@ -144,7 +156,13 @@ def _render_one(
 ) -> str:
     collecting = type("Collecting", (_Collecting,), {"missing": missing})
     try:
-        _env(collecting, html).from_string(source).render(context)
+        try:
+            _env(collecting, html).from_string(source).render(context)
+        except (TypeError, ValueError, UndefinedError):
+            pass  # a filter choked on a missing value: the missing list says which
+        if missing:
+            return ""
+        return _env(StrictUndefined, html).from_string(source).render(context)
     except TemplateSyntaxError as e:
         raise SendRefused(
             f"template {label} has a syntax error on line {e.lineno}: {e.message}",
@@ -154,15 +172,9 @@ def _render_one(
         raise SendRefused(
             f"template {label} is not allowed: {e}", code="template_invalid"
         ) from None
-    except (TypeError, ValueError, UndefinedError):
-        pass  # a filter choked on a missing value: the missing list says which
-    if missing:
-        return ""
-    try:
-        return _env(StrictUndefined, html).from_string(source).render(context)
-    except UndefinedError as e:  # pragma: no cover - the first pass catches these
+    except (UndefinedError, TypeError, ValueError) as e:
         raise SendRefused(
-            f"template {label}: {e.message}", code="template_missing_fields"
+            f"template {label} cannot be rendered: {e}", code="template_invalid"
         ) from None
 
 
