@@ -18,7 +18,9 @@ $MO demo seed
 
 # @demo:sync@ (issue 4: sync every demo mailbox, print stored / skipped by reason)
 
-# @demo:send@ (issue 5: send a few emails, one from a template, one reply)
+step "send: a template offer, a reply to a synced customer email, a note (E1-E3)"
+$MO demo send
+$MO outbox list
 
 # @demo:reports@ (issue 6: run all notebooks, print the HTML report paths)
 
