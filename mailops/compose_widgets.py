@@ -1,0 +1,212 @@
+"""The compose form of ``notebooks/compose_email.ipynb`` (E2): ipywidgets only.
+
+``ComposePanel`` offers the user's connected mailboxes, their customers, co-customers for Cc,
+templates and deals, a text or HTML body, attachments, and Preview / Save draft / Send.
+Every button calls the same functions as ``mailops send`` and ``mailops draft`` and opens
+the store only for that action (the notebook never holds the DuckDB lock while idle).
+The preview shows sanitized HTML only.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ipywidgets as w
+
+from mailops.config import Settings
+from mailops.errors import MailopsError
+from mailops.send import Attachment, EmailRequest
+from mailops.store import Store
+
+__all__ = ["ComposePanel", "choices", "preview_request", "send_request"]
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    store = Store(settings.db)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def choices(settings: Settings, user_id: str) -> dict[str, list[tuple[str, Any]]]:
+    """Dropdown options: the user's connected mailboxes, customers, templates, deals."""
+    with _store(settings) as store:
+        mailboxes = store.rows(
+            "SELECT address, id FROM mailboxes WHERE owner_user_id = ? AND state = 'connected' ORDER BY address",
+            [user_id],
+        )
+        customers = store.rows(
+            "SELECT coalesce(c.name, c.id) || ' <' || coalesce(a.address, 'no email') || '>', c.id"
+            " FROM customers c LEFT JOIN customer_addresses a ON a.customer_id = c.id AND a.is_primary"
+            " AND a.valid_to IS NULL WHERE c.owner_user_id = ? OR ? IN (SELECT id FROM users WHERE role IN ('admin', 'manager'))"
+            " ORDER BY 1",
+            [user_id, user_id],
+        )
+        templates = store.rows("SELECT name, name FROM templates ORDER BY name")
+        deals = store.rows(
+            "SELECT coalesce(project, '') || ' ' || coalesce(unit, '') || ' (' || id || ')', id FROM deals ORDER BY id"
+        )
+    return {
+        "mailboxes": [(a, i) for a, i in mailboxes],
+        "customers": [(label, cid) for label, cid in customers],
+        "templates": [("(none)", None), *templates],
+        "deals": [("(none)", None), *deals],
+    }
+
+
+def preview_request(settings: Settings, request: EmailRequest) -> dict[str, Any]:
+    from mailops.send import prepare, preview
+
+    with _store(settings) as store:
+        return preview(prepare(store, settings, request))
+
+
+def send_request(settings: Settings, request: EmailRequest) -> Any:
+    from mailops.send import send_email
+
+    with _store(settings) as store:
+        return send_email(store, settings, request)
+
+
+class ComposePanel:
+    def __init__(self, settings: Settings, user_id: str, *, customer_id: str | None = None) -> None:
+        self.settings = settings
+        self.user_id = user_id
+        opts = choices(settings, user_id)
+        self.mailbox = w.Dropdown(options=opts["mailboxes"], description="From")
+        self.customer = w.Dropdown(
+            options=opts["customers"],
+            value=customer_id if customer_id in [c for _, c in opts["customers"]] else None,
+            description="To",
+        )
+        self.cc = w.SelectMultiple(options=opts["customers"], description="Cc", rows=3)
+        self.template = w.Dropdown(options=opts["templates"], description="Template")
+        self.deal = w.Dropdown(options=opts["deals"], description="Deal")
+        self.subject = w.Text(description="Subject", layout=w.Layout(width="80%"))
+        self.body = w.Textarea(description="Body", layout=w.Layout(width="80%", height="180px"))
+        self.is_html = w.Checkbox(description="Body is HTML", value=False)
+        self.files = w.FileUpload(description="Attach", multiple=True)
+        self.reply_to = w.Text(description="Reply to", placeholder="Message-ID (optional)")
+        self.out = w.Output()
+        self.last = ""
+        buttons = []
+        for label, action in (
+            ("Preview", self.on_preview),
+            ("Save draft", self.on_draft),
+            ("Send", self.on_send),
+        ):
+            b = w.Button(description=label, button_style="primary" if label == "Send" else "")
+            b.on_click(lambda _b, fn=action: fn())
+            buttons.append(b)
+        self.widget = w.VBox(
+            [
+                self.mailbox,
+                self.customer,
+                self.cc,
+                w.HBox([self.template, self.deal]),
+                self.reply_to,
+                self.subject,
+                self.body,
+                self.is_html,
+                self.files,
+                w.HBox(buttons),
+                self.out,
+            ]
+        )
+
+    def request(self) -> EmailRequest:
+        atts = []
+        for f in self.files.value or ():
+            content = f["content"] if isinstance(f, dict) else f.content
+            name = f["name"] if isinstance(f, dict) else f.name
+            atts.append(Attachment.from_bytes(name, bytes(content)))
+        body = self.body.value or None
+        return EmailRequest(
+            user_id=self.user_id,
+            mailbox=self.mailbox.value,
+            customer_id=self.customer.value,
+            subject=self.subject.value or None,
+            body_text=None if self.is_html.value else body,
+            body_html=body if self.is_html.value else None,
+            template=self.template.value,
+            deal_id=self.deal.value,
+            cc_customers=list(self.cc.value),
+            attachments=atts,
+            reply_to=self.reply_to.value or None,
+        )
+
+    def _say(self, text: str) -> None:
+        from IPython.display import HTML
+
+        self.last = text  # what the user was shown (also for tests and headless use)
+        self.out.outputs = ()
+        self.out.append_display_data(HTML(text))
+
+    def _guard(self, fn: Any) -> None:
+        try:
+            fn()
+        except MailopsError as e:
+            self._say(f"<b>Not sent</b>: {html.escape(e.one_line())}")
+
+    def on_preview(self) -> None:
+        def run() -> None:
+            v = preview_request(self.settings, self.request())
+            head = "".join(
+                f"<tr><th>{k}</th><td>{html.escape(str(v[k]))}</td></tr>"
+                for k in ("from", "to", "cc", "bcc", "subject")
+                if v.get(k)
+            )
+            body = v["html"] or f"<pre>{html.escape(v['text'])}</pre>"  # html is sanitized (nh3)
+            self._say(f"<table>{head}</table><hr>{body}")
+
+        self._guard(run)
+
+    def on_draft(self) -> None:
+        def run() -> None:
+            from mailops.send import drafts
+
+            r = self.request()
+            with _store(self.settings) as store:
+                d = drafts.create(
+                    store,
+                    self.user_id,
+                    mailbox=r.mailbox,
+                    customer_id=r.customer_id,
+                    subject=r.subject,
+                    body_text=r.body_text,
+                    body_html=r.body_html,
+                    template=r.template,
+                    deal_id=r.deal_id,
+                    cc_customers=r.cc_customers,
+                    attachments=r.attachments,
+                    reply_to=r.reply_to,
+                )
+            self._say(f"Draft {d.id} saved (in the CRM only).")
+
+        self._guard(run)
+
+    def on_send(self) -> None:
+        def run() -> None:
+            item = send_request(self.settings, self.request())
+            if item.state == "sent":
+                self._say(
+                    f"Sent: {html.escape(item.message_id_header)} to {html.escape(', '.join(item.recipients))}"
+                )
+            else:
+                self._say(
+                    f"<b>Failed</b> [{html.escape(item.error_code or '')}]: {html.escape(item.last_error or '')}"
+                    f" - retry with <code>mailops outbox retry {item.id}</code>"
+                )
+
+        self._guard(run)
+
+    def show(self) -> Any:
+        from IPython.display import display
+
+        display(self.widget)
+        return None
