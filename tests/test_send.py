@@ -342,3 +342,24 @@ def test_E2_preview_builds_without_sending(party: Party) -> None:
     assert party.store.scalar("SELECT count(*) FROM outbox") == 0
     assert party.inbox("c-1") == []
     assert obstore.outbox_frame(party.store).empty
+
+
+def test_demo_send_step_sends_offer_reply_note_once(party: Party) -> None:
+    from mailops.send.demo import run_demo
+
+    party.settings.devserver_dir = str(party.mailserver.root)
+    party.customer("c-2", "Carl Cobuyer")
+    add_deal(party.store, "d-1", ["c-1", "c-2"], unit="A-12", project="Harbour View", price=450000,
+             currency="EUR")
+    _inbound(party, "c-1", "Question about A-12")
+    lines: list[str] = []
+    items = run_demo(party.store, party.settings, lines.append)
+    assert [i.state for i in items] == ["sent", "sent", "sent"], lines
+    subjects = [i.subject for i in items]
+    assert subjects[0] == "Your offer for unit A-12 at Harbour View"
+    assert subjects[1] == "Re: Question about A-12"
+    assert any("outbound" in line and "Re: Question about A-12" in line for line in lines)
+    assert len(party.inbox("c-1")) == 3
+    again = run_demo(party.store, party.settings, lines.append)
+    assert [i.id for i in again] == [i.id for i in items]  # re-running sends nothing new
+    assert len(party.inbox("c-1")) == 3
