@@ -157,7 +157,7 @@ def _import_directory(
 
 def seed_demo(
     store: Store,
-    root: str,
+    root: str | DevServerState,
     *,
     seed: int = 2026,
     customers: int = 200,
@@ -167,7 +167,8 @@ def seed_demo(
     now: datetime | None = None,
     progress: bool = True,
 ) -> SeedReport:
-    """Seed the demo company into the running devserver at ROOT and its directory into STORE.
+    """Seed the demo company into the running devserver at ROOT (a devserver directory or a
+    running ``DevServerState``) and its directory into STORE.
 
     Skips the mail when the manifest says this seed is already there and Dovecot's counts
     match (FORCE expunges the demo mailboxes and seeds again). The directory import always
@@ -175,7 +176,10 @@ def seed_demo(
     from tqdm import tqdm
 
     started = time.monotonic()
-    state = running_devserver(root)
+    if isinstance(root, DevServerState):
+        state, root = root, root.root
+    else:
+        state = running_devserver(root)
     company = build_company(seed, customers, now)
     csv_path = Path(csv_dir) if csv_dir else Path(root, "demo-crm")
     manifest_path = Path(root, MANIFEST)
