@@ -35,8 +35,20 @@ def _mailbox_table(manifest: dict[str, Any]) -> list[str]:
     show_default=True,
     help="Random seed (same seed, same day: same company).",
 )
-@click.option("--customers", default=200, show_default=True, help="Number of customers.")
-@click.option("--messages", default=3000, show_default=True, help="Approximate number of messages.")
+@click.option(
+    "--customers",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=5),
+    help="Number of customers.",
+)
+@click.option(
+    "--messages",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(min=50),
+    help="Approximate number of messages.",
+)
 @click.option("--dir", "root", help="Devserver directory (default $MAILOPS_DEVSERVER_DIR).")
 @click.option("--csv-dir", help="Where to write the CRM CSV exports (default DIR/demo-crm).")
 @click.option("--force", is_flag=True, help="Empty the demo mailboxes and seed again.")
