@@ -168,29 +168,32 @@ class ConnectPanel:
         self.endpoint_overrides = endpoint_overrides or {}
         self.timeout = timeout
         style = {"description_width": "110px"}
-        layout = w.Layout(width="460px")
         self.provider = w.Dropdown(
             options=PROVIDER_CHOICES,
             value=provider,
             description="Provider",
             style=style,
-            layout=layout,
+            layout=w.Layout(width="460px"),
         )
         self.address = w.Text(
             value=address,
             description="Address",
             placeholder="you@company.com",
             style=style,
-            layout=layout,
+            layout=w.Layout(width="460px"),
         )
         self.password = w.Password(
             description="Password",
             placeholder="password or app password",
             style=style,
-            layout=layout,
+            layout=w.Layout(width="460px"),
         )
-        self.imap_host = w.Text(description="IMAP host", style=style, layout=layout)
-        self.smtp_host = w.Text(description="SMTP host", style=style, layout=layout)
+        self.imap_host = w.Text(
+            description="IMAP host", style=style, layout=w.Layout(width="460px")
+        )
+        self.smtp_host = w.Text(
+            description="SMTP host", style=style, layout=w.Layout(width="460px")
+        )
         self.connect_button = w.Button(
             description="Sign in and connect",
             button_style="primary",
@@ -200,7 +203,9 @@ class ConnectPanel:
         self.device = w.HTML()
         self.result = w.HTML()
         self.table = w.HTML()
-        self.selected = w.Dropdown(description="Mailbox", style=style, layout=layout)
+        self.selected = w.Dropdown(
+            description="Mailbox", style=style, layout=w.Layout(width="460px")
+        )
         self.test_button = w.Button(description="Test", icon="check")
         self.remove_button = w.Button(description="Remove", icon="trash", button_style="danger")
         self.reconnect_button = w.Button(
@@ -254,14 +259,16 @@ class ConnectPanel:
         if self.device_code_hook is not None:
             self.device_code_hook(prompt)
 
-    def refresh(self) -> pd.DataFrame:
+    def refresh(self, select: int | None = None) -> pd.DataFrame:
         frame = mailbox_frame(self.settings, self.user_id)
+        keep = select if select is not None else self.selected.value
         self.table.value = (
             frame.to_html(index=False, na_rep="", escape=True) if len(frame) else "<i>none yet</i>"
         )
-        self.selected.options = [
-            (f"{r.address} ({r.state})", int(r.id)) for r in frame.itertuples()
-        ]
+        options = [(f"{r.address} ({r.state})", int(r.id)) for r in frame.itertuples()]
+        self.selected.options = options
+        ids = [i for _label, i in options]
+        self.selected.value = keep if keep in ids else (ids[-1] if ids else None)
         return frame
 
     def _overrides(self) -> dict[str, Any]:
@@ -305,7 +312,7 @@ class ConnectPanel:
             password = None
         self.device.value = ""
         self._say(outcome.ok, outcome.line)
-        self.refresh()
+        self.refresh(select=outcome.mailbox_id)
         return outcome
 
     def _act(self, action: str) -> Outcome:
@@ -355,7 +362,7 @@ class ConnectPanel:
             outcome = Outcome(False, e.one_line(), e.code)
         self.device.value = ""
         self._say(outcome.ok, outcome.line)
-        self.refresh()
+        self.refresh(select=outcome.mailbox_id)
         return outcome
 
     def on_test(self) -> Outcome:

@@ -6,11 +6,18 @@ gets stored: tokens and passwords stay in memory and in the encrypted secrets st
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from mailops.config import Settings
 from mailops.secrets import SecretStore
 from mailops.store.mailboxes import Mailbox
+
+# C5: these libraries log whole token responses (access and refresh tokens) at DEBUG; keep
+# them at WARNING whatever the application's log level (even under `mailops --debug`).
+TOKEN_LOGGING_LIBRARIES = ("requests_oauthlib", "oauthlib", "google_auth_oauthlib")
+for _name in TOKEN_LOGGING_LIBRARIES:
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
