@@ -14,7 +14,8 @@ $MO devserver start
 step "demo company (directory + mailboxes)"
 $MO demo seed
 
-# @demo:connect@ (issue 3: connect every demo mailbox, at least one through OAuth)
+step "connect every demo mailbox (one through Microsoft sign-in: MSAL device code + XOAUTH2)"
+$MO demo connect
 
 # @demo:sync@ (issue 4: sync every demo mailbox, print stored / skipped by reason)
 
