@@ -151,3 +151,22 @@ def test_E3_cli_process_killed_after_accept_then_outbox_retry(party: Party, tmp_
     assert "sent" in ok.stdout
     assert len(party.inbox("c-1")) == 1 and len(party.sent()) == 1
     assert obstore.get_item(party.store, item.id).state == "sent"
+
+
+def test_E3_who_files_the_sent_copy() -> None:
+    from mailops.store.mailboxes import Mailbox
+
+    def mb(provider: str, host: str | None) -> Mailbox:
+        return Mailbox(
+            id=1,
+            owner_user_id="u",
+            address="a@x.test",
+            provider=provider,
+            auth_kind="oauth",
+            smtp_host=host,
+        )
+
+    assert outbox.files_sent_itself(mb("microsoft", "smtp.office365.com"))
+    assert outbox.files_sent_itself(mb("google", "smtp.gmail.com"))
+    assert not outbox.files_sent_itself(mb("microsoft", "127.0.0.1"))  # devserver stand-in
+    assert not outbox.files_sent_itself(mb("generic", "mail.example.test"))

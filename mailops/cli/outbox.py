@@ -30,7 +30,9 @@ def list_(ctx: Context, state: str | None = None, user: str | None = None) -> No
         click.echo("outbox is empty")
         return
     df["recipients"] = df["recipients"].map(lambda r: ", ".join(r) if r is not None else "")
-    click.echo(df.drop(columns=["message_id_header", "created_at"]).to_string(index=False))
+    df["sent_at"] = df["sent_at"].map(lambda t: "" if t is None or str(t) == "NaT" else str(t)[:19])
+    shown = df.drop(columns=["message_id_header", "created_at"]).fillna("")
+    click.echo(shown.to_string(index=False))
 
 
 @outbox.command("retry")

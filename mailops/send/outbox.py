@@ -78,7 +78,16 @@ def _crash_point(name: str) -> None:
 
 
 def files_sent_itself(mailbox: Mailbox) -> bool:
-    return PROVIDER_FILES_SENT.get(mailbox.provider, False)
+    """Microsoft / Google file the copy themselves -- on their own SMTP service. The same
+    provider pointed at another server (the local devserver in tests and the demo) does not."""
+    if not PROVIDER_FILES_SENT.get(mailbox.provider, False):
+        return False
+    try:
+        from mailops.providers import PROVIDERS
+    except ImportError:  # pragma: no cover
+        return True
+    known = PROVIDERS.get(mailbox.provider)
+    return known is None or not mailbox.smtp_host or mailbox.smtp_host == known.smtp_host
 
 
 # -- activities ---------------------------------------------------------------------------

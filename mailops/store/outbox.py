@@ -305,7 +305,8 @@ def outbox_frame(
         params.append(state)
     return store.query(
         "SELECT o.id, o.state, o.phase, o.attempts, m.address AS mailbox, o.recipients,"
-        " o.subject, o.message_id_header, o.error_code, o.last_error, o.created_at, o.sent_at"
+        " o.subject, o.sent_copy, o.message_id_header, o.error_code, o.last_error, o.created_at,"
+        " o.sent_at"
         " FROM outbox o LEFT JOIN mailboxes m ON m.id = o.mailbox_id"
         f" WHERE {' AND '.join(where)} ORDER BY o.id",
         params,
