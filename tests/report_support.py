@@ -284,6 +284,9 @@ def seed(store: Store, now: datetime) -> Synthetic:
             " reason, customers, subject, from_addr, examined_at) VALUES (?,?,?,?,?,?,?,?,?,?, 'x@y.test', ?)",
             [(*row, now - timedelta(hours=2)) for row in ledger],
         )
+        store.execute(
+            "UPDATE audit_ledger SET from_addr = m.from_addr FROM messages m WHERE m.id = audit_ledger.message_id"
+        )
         # server holds one INBOX message more than Sara's ledger examined: a flagged gap
         store.executemany(
             "INSERT INTO sync_folder_reports (run_id, mailbox_id, folder, uidvalidity, server_messages,"
@@ -306,3 +309,67 @@ def seed(store: Store, now: datetime) -> Synthetic:
         "flagged_days": 1,
     }
     return syn
+
+
+def synthetic_store(path) -> tuple[Store, Synthetic]:  # type: ignore[no-untyped-def]
+    """A store file at PATH seeded with the synthetic company (now = the current UTC time)."""
+    from mailops.reports import utcnow
+
+    store = Store(str(path))
+    return store, seed(store, utcnow())
+
+
+# -- executed report notebooks, shared by the notebook and HTML tests (one run per session) --
+_EXECUTED: dict[str, Any] = {}
+
+
+def executed_reports(root) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Seed a synthetic store under ROOT and run every report notebook on it once per test
+    session. Returns {"store_path", "syn", "reports_dir", "settings", name: ReportResult}."""
+    import os
+    from pathlib import Path
+
+    from mailops.config import Settings
+    from mailops.notebook import run_report
+
+    if _EXECUTED:
+        return _EXECUTED
+    root = Path(root)
+    db = root / "reports.duckdb"
+    store, syn = synthetic_store(db)
+    store.close()  # the kernels are other processes: never hold the file while they run
+    settings = Settings.load(
+        db=str(db), reports_dir=str(root / "reports"), notebooks_dir=str(notebooks_path())
+    )
+    saved = os.environ.get("MAILOPS_DB")
+    try:
+        _EXECUTED.update(
+            store_path=str(db), syn=syn, settings=settings, reports_dir=root / "reports"
+        )
+        params = {"DAYS": 0}
+        _EXECUTED["sync_audit"] = run_report(
+            "sync_audit", {**params, "CUSTOMER": "c1"}, settings=settings
+        )
+        _EXECUTED["activity_report"] = run_report("activity_report", params, settings=settings)
+        _EXECUTED["problematic_accounts"] = run_report(
+            "problematic_accounts", params, settings=settings
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("MAILOPS_DB", None)
+        else:
+            os.environ["MAILOPS_DB"] = saved
+    return _EXECUTED
+
+
+def notebooks_path():  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def scraps(path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The values a notebook glued with scrapbook, read back from the executed notebook."""
+    import scrapbook as sb
+
+    return {name: scrap.data for name, scrap in sb.read_notebook(str(path)).scraps.items()}

@@ -28,6 +28,7 @@ from mailops.store import Store
 
 __all__ = [
     "ReadStore",
+    "glue",
     "Scope",
     "Table",
     "open_reader",
@@ -229,3 +230,23 @@ class Table:
 def show(df: pd.DataFrame | None, rows: int | None = None) -> Table:
     """What a notebook cell ends with to display a report table."""
     return Table(df, rows)
+
+
+GLUE_MIME = "application/scrapbook.scrap.json+json"
+
+
+def glue(name: str, value: Any) -> None:
+    """Record VALUE (JSON-able) in the running notebook as a scrapbook scrap.
+
+    The output is exactly what ``scrapbook.glue(name, value, encoder="json")`` writes, so
+    ``scrapbook.read_notebook(path).scraps`` reads it back; importing scrapbook inside the
+    kernel costs ~6 s (papermill -> nbformat -> jsonschema -> rfc3987_syntax builds a
+    grammar at import), which would double every report's run time."""
+    from IPython.display import display
+
+    payload = {"name": name, "data": value, "encoder": "json", "version": 1}
+    display(
+        {GLUE_MIME: payload},
+        metadata={"scrapbook": {"name": name, "data": True, "display": False}},
+        raw=True,
+    )
