@@ -349,8 +349,15 @@ def test_demo_send_step_sends_offer_reply_note_once(party: Party) -> None:
 
     party.settings.devserver_dir = str(party.mailserver.root)
     party.customer("c-2", "Carl Cobuyer")
-    add_deal(party.store, "d-1", ["c-1", "c-2"], unit="A-12", project="Harbour View", price=450000,
-             currency="EUR")
+    add_deal(
+        party.store,
+        "d-1",
+        ["c-1", "c-2"],
+        unit="A-12",
+        project="Harbour View",
+        price=450000,
+        currency="EUR",
+    )
     _inbound(party, "c-1", "Question about A-12")
     lines: list[str] = []
     items = run_demo(party.store, party.settings, lines.append)
@@ -363,3 +370,46 @@ def test_demo_send_step_sends_offer_reply_note_once(party: Party) -> None:
     again = run_demo(party.store, party.settings, lines.append)
     assert [i.id for i in again] == [i.id for i in items]  # re-running sends nothing new
     assert len(party.inbox("c-1")) == 3
+
+
+def test_E3_send_over_xoauth2_from_an_msal_mailbox(store, settings, mailserver) -> None:
+    """A Microsoft (MSAL) mailbox sends with SASL XOAUTH2; on a non-Microsoft SMTP host
+    (the devserver) mailops files the Sent copy itself."""
+    from connect_support import Approver, local_endpoints
+    from send_support import add_customer, fetch
+
+    from mailops.connect import connect_mailbox
+
+    address, password = mailserver.new_user()
+    approver = Approver(mailserver)
+    approver.address = address
+    mb = connect_mailbox(
+        store,
+        settings,
+        user_id="user-1",
+        provider="microsoft",
+        address=address,
+        endpoints=local_endpoints(mailserver, settings, "microsoft"),
+        device_code_callback=approver,
+    )
+    add_user(store, "user-1", address, "Olivia Oauth")
+    cust, cust_pw = mailserver.new_user()
+    add_customer(store, "c-1", "Carla Buyer", cust)
+    item = send_email(
+        store,
+        settings,
+        EmailRequest(
+            user_id="user-1",
+            mailbox=mb.id,
+            customer_id="c-1",
+            subject="Via OAuth",
+            body_text="Sent with XOAUTH2.",
+        ),
+    )
+    assert mb.auth_kind == "oauth"  # no password stored: SMTP can only have used XOAUTH2
+    assert (item.state, item.sent_copy) == ("sent", "appended"), item.last_error
+    (msg,) = fetch(mailserver, cust, cust_pw)
+    assert msg["Subject"] == "Via OAuth"
+    assert [m["Message-ID"] for m in fetch(mailserver, address, password, "Sent")] == [
+        item.message_id_header
+    ]
