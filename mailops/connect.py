@@ -329,7 +329,14 @@ def test_mailbox(
         )
     try:
         creds = credentials_for(mb, settings, secrets, force_refresh=force_refresh)
-        caps = check_logins(mb, creds, settings)
+        try:
+            caps = check_logins(mb, creds, settings)
+        except ConnectionProblem as p:
+            if p.transient or mb.auth_kind != "oauth" or force_refresh:
+                raise
+            # a refused token (revoked or expired early): refresh once; invalid_grant -> C4
+            creds = credentials_for(mb, settings, secrets, force_refresh=True)
+            caps = check_logins(mb, creds, settings)
     except (ConnectionProblem, MailopsError) as e:
         p = classify(e, mb.address)
         flipped = record_failure(
@@ -500,8 +507,9 @@ MANIFEST_NAMES = ("demo-manifest.json", "demo_manifest.json", "manifest.json", "
 
 
 def load_demo_manifest(settings: Settings, store: Store | None = None) -> list[dict[str, str]]:
-    """The demo mailboxes [{"user_id", "address"}]: the seed manifest in the devserver dir,
-    else every CRM user whose e-mail is an account on the devserver."""
+    """The demo mailboxes [{"user_id", "address"}]: the seed manifest in the devserver dir
+    (``demo-manifest.json``, written by ``mailops demo seed``: address + owner_user_id per
+    mailbox, no passwords), else every CRM user whose e-mail is an account on the devserver."""
     import os
 
     from mailops import devserver
@@ -517,7 +525,12 @@ def load_demo_manifest(settings: Settings, store: Store | None = None) -> list[d
             for item in items if isinstance(items, list) else []:
                 if isinstance(item, dict):
                     address = item.get("address") or item.get("email") or item.get("mailbox")
-                    user = item.get("user_id") or item.get("user") or item.get("owner")
+                    user = (
+                        item.get("owner_user_id")
+                        or item.get("user_id")
+                        or item.get("user")
+                        or item.get("owner")
+                    )
                     if address and user:
                         out.append({"user_id": str(user), "address": str(address).lower()})
             if out:

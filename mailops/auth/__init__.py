@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 from mailops.config import Settings
+from mailops.errors import SecretsError
 from mailops.secrets import SecretStore
 from mailops.store.mailboxes import Mailbox
 
@@ -49,9 +50,13 @@ def credentials_for(
     settings = settings or Settings.load()
     secrets = secrets or SecretStore(settings)
     if mailbox.auth_kind == "password":
-        return Credentials(
-            mailbox.address, "password", secrets.get(mailbox.secret_ref or password_ref(mailbox.id))
-        )
+        try:
+            password = secrets.get(mailbox.secret_ref or password_ref(mailbox.id))
+        except SecretsError as e:  # a missing/undecryptable secret is a C4 problem, not a crash
+            from mailops.problems import classify
+
+            raise classify(e, mailbox.address) from None
+        return Credentials(mailbox.address, "password", password)
     from mailops.auth.oauth import access_token  # provider specific (MSAL / google-auth)
 
     return Credentials(
