@@ -331,8 +331,8 @@ def test_mailbox(
         creds = credentials_for(mb, settings, secrets, force_refresh=force_refresh)
         try:
             caps = check_logins(mb, creds, settings)
-        except ConnectionProblem as p:
-            if p.transient or mb.auth_kind != "oauth" or force_refresh:
+        except ConnectionProblem as refused:
+            if refused.transient or mb.auth_kind != "oauth" or force_refresh:
                 raise
             # a refused token (revoked or expired early): refresh once; invalid_grant -> C4
             creds = credentials_for(mb, settings, secrets, force_refresh=True)
