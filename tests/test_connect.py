@@ -250,6 +250,11 @@ def test_C4_transient_token_fault_does_not_flip_until_budget(store, settings, ma
     assert not first.flipped and mailboxes.get(store, mb.id).state == "connected"
     assert test_mailbox(store, settings, mb.id, budget=2).ok  # recovered: count reset
     assert mailboxes.get(store, mb.id).transient_failures == 0
+    mailserver.fault("/oauth2/v2.0/token", status=500, count=2)
+    results = [test_mailbox(store, settings, mb.id, force_refresh=True, budget=2) for _ in range(2)]
+    assert [r.flipped for r in results] == [False, True]  # budget exhausted
+    got = mailboxes.get(store, mb.id)
+    assert got.state == "problematic" and got.problem_code == "server_unavailable"
 
 
 def test_C4_closed_imap_port_flips_only_when_budget_exhausted(
