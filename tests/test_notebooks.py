@@ -149,3 +149,54 @@ def test_P1_report_for_a_sales_person_shows_only_his_mail(ran):
     assert got["emails_per_sales_person"] == {"s1": 7}
     assert set(got["emails_per_customer"]) == {"c1", "c2"}
     assert res.ipynb_path.stem.endswith("_s1")
+
+
+# -- R5 on a real server: the scheduled notebook syncs, then summarises ------------------------
+@pytest.mark.server
+def test_R5_scheduled_sync_notebook_syncs_and_summarises(
+    mailserver, store, settings, password_mailbox, tmp_path
+):
+    from sync_support import add_customer, make_msg
+
+    from mailops.secrets import SecretStore
+    from mailops.store import mailboxes
+
+    good, _ = password_mailbox(owner="user-1")
+    broken, _ = password_mailbox(owner="user-2")
+    SecretStore(settings).put(broken.secret_ref, "wrong password")
+    add_customer(store, "cust-1", "buyer@customers.test")
+    mailserver.deliver(
+        "buyer@customers.test",
+        good.address,
+        make_msg("buyer@customers.test", good.address, subject="Unit 7?"),
+    )
+    mailserver.deliver(
+        "news@shop.test", good.address, make_msg("news@shop.test", good.address, subject="Sale")
+    )
+    store.close()
+
+    run_settings = _run_settings(settings, tmp_path)
+    res = run_report("scheduled_sync", {"TRIGGER": "schedule"}, settings=run_settings)
+    got = scraps(res.ipynb_path)
+
+    assert got["runs"] == 2
+    assert got["run_status"] == {good.address: "ok", broken.address: "failed"}
+    assert got["counts_by_reason"] == {"stored_customer": 1, "no_customer": 1}
+    assert got["problematic"] == {broken.address: "auth_failed"}
+    reader = open_reader(settings.db)
+    try:
+        assert mailboxes.get(reader, broken.id).state == "problematic"
+        triggers = {r[0] for r in reader.rows("SELECT DISTINCT trigger FROM sync_runs")}
+        assert triggers == {"schedule"}
+        direct = records(audit.reason_counts(Scope(reader)), "reason", "messages")
+        assert direct == got["counts_by_reason"]
+    finally:
+        reader.close()
+
+
+def _run_settings(settings, tmp_path):  # noqa: N802 - a tiny factory used above
+    from dataclasses import replace
+
+    return replace(
+        settings, reports_dir=str(tmp_path / "reports"), notebooks_dir=str(notebooks_path())
+    )
