@@ -69,6 +69,13 @@ def _require_owner_or_it(store: Store, mb: Mailbox, actor_user_id: str | None, w
         raise PermissionDenied(f"{actor_user_id} cannot {what} {mb.address} (not theirs)")
 
 
+def _release(store: Store) -> None:
+    """Let other processes (sync, reports) at the DuckDB file while we wait on the network or
+    on the user signing in; the connection reopens on next use."""
+    if store.path != ":memory:":
+        store.release()
+
+
 def _normalize(address: str) -> str:
     address = (address or "").strip().lower()
     if "@" not in address or address.startswith("@") or address.endswith("@"):
@@ -188,6 +195,7 @@ def connect_mailbox(
     if method not in METHODS:
         raise MailopsError(f"unknown sign-in method {method!r}", code="config")
     probe = _probe_mailbox(address, ep)
+    _release(store)  # the sign-in may take minutes (device code): don't hold the store lock
     if method == "password" or ep.auth_kind == "password":
         if not ep.imap_host or not ep.smtp_host:
             raise MailopsError(
@@ -327,6 +335,7 @@ def test_mailbox(
             code="disconnected",
             guidance=f"connect it again: mailops mailbox reconnect {mb.address}",
         )
+    _release(store)
     try:
         creds = credentials_for(mb, settings, secrets, force_refresh=force_refresh)
         try:

@@ -305,3 +305,31 @@ def test_C4_missing_secret_is_a_problem_not_a_crash(store, settings, password_ma
     assert result.problem.code == "secret_missing" and result.flipped
     with pytest.raises(ConnectionProblem):
         credentials_for(mb, settings)
+
+
+def test_C1_store_not_locked_while_user_signs_in(store, settings, mailserver):
+    """Another process (the sync scheduler) can use the store during a device-code sign-in."""
+    import subprocess
+    import sys
+
+    address, _pw = mailserver.new_user()
+    store.scalar("SELECT count(*) FROM mailboxes")  # the store is open in this process
+    seen = []
+
+    def prompt(p):
+        code = "import duckdb, sys; duckdb.connect(sys.argv[1]).execute('SELECT 1')"
+        seen.append(
+            subprocess.run([sys.executable, "-c", code, settings.db], timeout=60).returncode
+        )
+        mailserver.approve(p.user_code, address)
+
+    connect_mailbox(
+        store,
+        settings,
+        user_id="user-1",
+        provider="microsoft",
+        address=address,
+        endpoints=local_endpoints(mailserver, settings, "microsoft"),
+        device_code_callback=prompt,
+    )
+    assert seen == [0]
