@@ -18,6 +18,7 @@ rule everywhere (sync, send, reports) matters more. ``message_key`` falls back t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 
 import nh3
@@ -46,7 +48,32 @@ __all__ = [
 _ID_RE = re.compile(r"<([^<>]*)>")
 _WS_RE = re.compile(r"\s+")
 _HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)
-_FULL_PARSER = BytesParser(policy=policy.default)
+
+
+class _CachingPolicy(EmailPolicy):
+    """``policy.default`` that remembers parsed header objects by (name, raw value).
+
+    ``get_body()``/``iter_attachments()`` re-parse each part's Content-Type several times
+    and the same few values ("text/plain; charset=utf-8") recur across a mailbox; the
+    header registry parse was half of the cost of parsing a stored message. Header objects
+    are immutable, so sharing them is safe.
+    """
+
+    def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
+        if hasattr(value, "name") or not isinstance(value, str):
+            return super().header_fetch_parse(name, value)
+        key = (name.lower(), value)
+        hit = _HEADER_CACHE.get(key)
+        if hit is None:
+            hit = super().header_fetch_parse(name, value)
+            if len(_HEADER_CACHE) < 4096:
+                _HEADER_CACHE[key] = hit
+        return hit
+
+
+_HEADER_CACHE: dict[tuple[str, str], object] = {}
+_CACHED_DEFAULT = _CachingPolicy()
+_FULL_PARSER = BytesParser(policy=_CACHED_DEFAULT)
 
 
 def normalize_message_id(value: str | None) -> str | None:
@@ -151,18 +178,26 @@ class HeaderInfo:
 
 def _addresses(values: list[str]) -> list[tuple[str, str]]:
     """(name, lower-cased address) pairs with an ``@``; never raises."""
-    if not values:
-        return []
+    out: list[tuple[str, str]] = []
+    for v in values:
+        out.extend(_addresses_of(v))
+    return out
+
+
+@functools.lru_cache(maxsize=16384)
+def _addresses_of(value: str) -> tuple[tuple[str, str], ...]:
+    """One header value's addresses. Cached: the same From/To values recur all over a
+    mailbox (the owner's own address, colleagues, newsletters)."""
     try:
-        pairs = getaddresses(values)
+        pairs = getaddresses([value])
     except Exception:  # noqa: BLE001 - pathological header: best effort split
-        pairs = [("", v.strip()) for v in ",".join(values).split(",")]
+        pairs = [("", v.strip()) for v in value.split(",")]
     out = []
     for name, addr in pairs:
         addr = addr.strip().strip("<>").lower()
         if "@" in addr and " " not in addr:
             out.append((name, addr))
-    return out
+    return tuple(out)
 
 
 def _header_info(items: list[tuple[str, object]]) -> HeaderInfo:

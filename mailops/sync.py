@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -145,8 +146,12 @@ class _Ctx:
     gate: _Gate
     result: SyncResult
     progress: ProgressFn | None
+    trigger: str = "manual"
+    started_at: datetime = field(default_factory=_now)
+    checkpoints: dict[str, state.Checkpoint] = field(default_factory=dict)
     condstore: bool = False
     batches: int = 0
+    run_written: bool = False  # the sync_runs row exists (written with the first batch)
     reports: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -187,6 +192,93 @@ def _close(client: Any) -> None:
             client.shutdown()
         except Exception:  # noqa: BLE001
             pass
+
+
+_UID_RE = re.compile(rb"UID (\d+)")
+_FLAGS_RE = re.compile(rb"FLAGS \(([^)]*)\)")
+_DATE_RE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_SIZE_RE = re.compile(rb"RFC822\.SIZE (\d+)")
+
+
+def _uid_set(uids: Sequence[int]) -> str:
+    """[1,2,3,7] -> "1:3,7" (short commands for large batches)."""
+    out: list[str] = []
+    start = prev = uids[0]
+    for u in uids[1:]:
+        if u == prev + 1:
+            prev = u
+            continue
+        out.append(f"{start}:{prev}" if prev != start else str(start))
+        start = prev = u
+    out.append(f"{start}:{prev}" if prev != start else str(start))
+    return ",".join(out)
+
+
+def _parse_fetch_fast(data: list[Any]) -> dict[int, dict[bytes, Any]]:
+    """FETCH responses as imaplib returns them -> imapclient's shape, for the few items we ask.
+
+    imapclient's general response parser tokenises every byte of the metadata and costs more
+    than everything else in a headers-first sync; our items need four regexes. Anything
+    unexpected raises ValueError and the caller falls back to imapclient's parser.
+    """
+    out: dict[int, dict[bytes, Any]] = {}
+    i, n = 0, len(data)
+    while i < n:
+        item = data[i]
+        i += 1
+        literal: bytes | None = None
+        if isinstance(item, tuple):
+            meta, literal = item[0], item[1]
+            if i < n and isinstance(data[i], bytes):  # the rest of the line after the literal
+                meta = meta + b" " + data[i]
+                i += 1
+        elif isinstance(item, bytes):
+            if item == b")":
+                continue
+            meta = item
+        else:
+            raise ValueError("unexpected FETCH item")
+        m = _UID_RE.search(meta)
+        if m is None:
+            raise ValueError("FETCH without UID")
+        rec: dict[bytes, Any] = {}
+        if (f := _FLAGS_RE.search(meta)) is not None:
+            rec[b"FLAGS"] = tuple(f.group(1).split())
+        if (d := _DATE_RE.search(meta)) is not None:
+            rec[b"INTERNALDATE"] = datetime.strptime(
+                d.group(1).decode().strip(), "%d-%b-%Y %H:%M:%S %z"
+            )
+        if (z := _SIZE_RE.search(meta)) is not None:
+            rec[b"RFC822.SIZE"] = int(z.group(1))
+        if literal is not None:
+            if b"BODY[]" in meta:
+                rec[BODY_KEY] = literal
+            elif b"BODY[HEADER" in meta:
+                rec[HEADER_KEY] = literal
+            else:
+                raise ValueError("unexpected literal in FETCH")
+        out.setdefault(int(m.group(1)), {}).update(rec)
+    return out
+
+
+def _fetch(client: Any, uids: Sequence[int], items: Sequence[bytes]) -> dict[int, dict[bytes, Any]]:
+    """``UID FETCH`` with the fast parser; imapclient's own parser when it cannot cope."""
+    imap = getattr(client, "_imap", None)
+    if imap is None or not uids:
+        return dict(client.fetch(list(uids), list(items)))
+    from imapclient.response_parser import parse_fetch_response
+
+    spec = "(" + " ".join(i.decode() for i in items) + ")"
+    tag = imap._command("UID", "FETCH", _uid_set(sorted(uids)), spec)
+    typ, data = imap._command_complete("FETCH", tag)
+    client._checkok("fetch", typ, data)
+    typ, data = imap._untagged_response(typ, data, "FETCH")
+    data = [d for d in data if d is not None]
+    try:
+        return _parse_fetch_fast(data)
+    except (ValueError, IndexError, TypeError) as e:
+        log.debug("fast FETCH parse fell back to imapclient: %s", e)
+        return dict(parse_fetch_response(data, False, True))
 
 
 def _status(client: Any, name: str, condstore: bool) -> dict[bytes, int]:
@@ -266,7 +358,7 @@ def _sync_batch(
     report: dict[str, Any],
 ) -> None:
     mb = ctx.mailbox
-    fetched = client.fetch(uids, FETCH_HEADERS)
+    fetched = _fetch(client, uids, FETCH_HEADERS)
     seen: list[tuple[int, Any, Decision, str | None, str, datetime | None]] = []
     max_bytes = ctx.settings.max_message_bytes
     for uid in uids:
@@ -297,7 +389,7 @@ def _sync_batch(
     need_body = [s[0] for s in wanted if not s[3] or s[3] not in known]
     parsed: dict[int, tuple[ParsedMessage, bytes]] = {}
     if need_body:
-        bodies = client.fetch(need_body, FETCH_BODY)
+        bodies = _fetch(client, need_body, FETCH_BODY)
         for uid in need_body:
             raw = (bodies.get(uid) or {}).get(BODY_KEY)
             if raw is None:
@@ -345,6 +437,8 @@ def _sync_batch(
 
     ctx.batches += 1
     with ctx.gate, ctx.store.transaction():
+        if not ctx.run_written:  # the run row joins the first batch's transaction (S12)
+            state.insert_run(ctx.store, ctx.run_id, mb.id, ctx.trigger, ctx.started_at)
         new = save_messages(
             ctx.store,
             list(parsed.values()),
@@ -356,6 +450,7 @@ def _sync_batch(
         state.save_checkpoint(ctx.store, mb.id, checkpoint)
         if os.environ.get(FAULT_ENV) == str(ctx.batches):
             os.kill(os.getpid(), signal.SIGKILL)
+    ctx.run_written = True
 
     r = ctx.result
     stored_rows = [row for row in ledger if row.decision == "stored"]
@@ -377,12 +472,90 @@ def _run_folders(ctx: _Ctx) -> None:
         caps = {c.upper() for c in client.capabilities()}
         ctx.condstore = b"CONDSTORE" in caps
         folders = choose_folders(client.list_folders(), ctx.mailbox.folders)
-        with ctx.gate:
-            cps = state.checkpoints(ctx.store, ctx.mailbox.id)
+        if ctx.batches:  # a retry: re-read what the committed batches checkpointed
+            with ctx.gate:
+                ctx.checkpoints = state.checkpoints(ctx.store, ctx.mailbox.id)
         for folder in folders:
-            _sync_folder(ctx, client, folder, cps.get(folder.name))
+            _sync_folder(ctx, client, folder, ctx.checkpoints.get(folder.name))
     finally:
         _close(client)
+
+
+class _Book:
+    """Run bookkeeping for a set of mailboxes, written in bulk (one transaction) at the end.
+
+    A no-change resync of many mailboxes thus costs a handful of statements in all, not
+    several per mailbox. Runs that committed batches already have their row (written with
+    the first batch, so a kill leaves an 'interrupted' run behind); they are updated.
+    """
+
+    def __init__(self, store: Store, gate: _Gate, mailbox_ids: Sequence[int]) -> None:
+        self.store, self.gate = store, gate
+        with gate:
+            state.mark_stale_runs(store, mailbox_ids)
+            self.run_ids = state.allocate_run_ids(store, len(mailbox_ids))
+            self.checkpoints = state.checkpoints_for(store, mailbox_ids)
+        self.new_runs: list[dict[str, Any]] = []
+        self.updated_runs: list[dict[str, Any]] = []
+        self.reports: list[dict[str, Any]] = []
+        self.ok: list[int] = []
+        self.lock = threading.Lock()
+
+    def run_id(self) -> int:
+        with self.lock:
+            if self.run_ids:
+                return self.run_ids.pop(0)
+        with self.gate:
+            return state.allocate_run_ids(self.store, 1)[0]
+
+    def finish(self, ctx: _Ctx, ok: bool) -> None:
+        r = ctx.result
+        row = {
+            "id": ctx.run_id,
+            "mailbox_id": ctx.mailbox.id,
+            "trigger": ctx.trigger,
+            "started_at": ctx.started_at,
+            "finished_at": _now(),
+            "status": r.status,
+            "examined": r.examined,
+            "stored": r.stored,
+            "skipped": r.skipped,
+            "linked": r.linked,
+            "error_code": r.error_code,
+            "error_message": r.error_message,
+            "duration_s": r.duration_s,
+        }
+        with self.lock:
+            (self.updated_runs if ctx.run_written else self.new_runs).append(row)
+            self.reports.extend(
+                {**rep, "run_id": ctx.run_id, "mailbox_id": ctx.mailbox.id} for rep in ctx.reports
+            )
+            if ok:
+                self.ok.append(ctx.mailbox.id)
+
+    def flush(self) -> None:
+        with self.lock:
+            new, upd, reps, ok = self.new_runs, self.updated_runs, self.reports, self.ok
+            self.new_runs, self.updated_runs, self.reports, self.ok = [], [], [], []
+        if not (new or upd or reps or ok):
+            return
+        with self.gate, self.store.transaction():
+            state.insert_finished_runs(self.store, new)
+            for row in upd:
+                state.finish_run(
+                    self.store,
+                    row["id"],
+                    status=row["status"],
+                    examined=row["examined"],
+                    stored=row["stored"],
+                    skipped=row["skipped"],
+                    linked=row["linked"],
+                    duration_s=row["duration_s"],
+                    error_code=row["error_code"],
+                    error_message=row["error_message"],
+                )
+            state.add_folder_reports(self.store, reps)
+            state.mark_synced(self.store, ok, _now())
 
 
 def sync_mailbox(
@@ -395,14 +568,17 @@ def sync_mailbox(
     directory: Directory | None = None,
     gate: _Gate | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    _book: _Book | None = None,
 ) -> SyncResult:
     """Sync one connected mailbox; never raises for mailbox problems (they are in the result)."""
-    from mailops.problems import backoff_delay, record_failure, record_success
+    from mailops.problems import backoff_delay, record_failure
 
     gate = gate or _Gate()
     with gate:
         mb = (
             mailbox_store.get(store, mailbox.id)
+            if isinstance(mailbox, Mailbox) and _book is None
+            else mailbox
             if isinstance(mailbox, Mailbox)
             else mailbox_store.find(store, mailbox)
         )
@@ -413,14 +589,24 @@ def sync_mailbox(
         result.error_message = f"mailbox is {mb.state}; only connected mailboxes are synced"
         return result
     t0 = time.monotonic()
-    with gate:
-        state.mark_stale_runs(store, mb.id)
-        run_id = state.start_run(store, mb.id, trigger)
-        if directory is None:
+    book = _book or _Book(store, gate, [mb.id])
+    if directory is None:
+        with gate:
             directory = Directory.load(store, internal_policy=settings.internal_policy)
+    run_id = book.run_id()
     result.run_id = run_id
     ctx = _Ctx(
-        store, settings, mb, run_id, directory, window_start(settings, mb), gate, result, progress
+        store,
+        settings,
+        mb,
+        run_id,
+        directory,
+        window_start(settings, mb),
+        gate,
+        result,
+        progress,
+        trigger=trigger,
+        checkpoints=dict(book.checkpoints.get(mb.id, {})),
     )
     attempts = max(1, int(settings.sync_retries))
     problem: ConnectionProblem | None = None
@@ -446,31 +632,17 @@ def sync_mailbox(
         sleep(delay)
 
     result.duration_s = time.monotonic() - t0
-    with gate, store.transaction():
-        for rep in ctx.reports:
-            state.folder_report(store, run_id, mb.id, **rep)
-        if problem is None:
-            record_success(store, mb)
-            mailbox_store.update(store, mb.id, last_sync_at=_now(), last_good_sync_at=_now())
-        else:
-            result.status = "failed"
-            result.error_code = problem.code
-            result.error_message = problem.message
-            result.retry_after = problem.retry_after
+    if problem is not None:
+        result.status = "failed"
+        result.error_code = problem.code
+        result.error_message = problem.message
+        result.retry_after = problem.retry_after
+        with gate, store.transaction():
             result.problematic = record_failure(store, mb, problem)
             mailbox_store.update(store, mb.id, last_sync_at=_now())
-        state.finish_run(
-            store,
-            run_id,
-            status=result.status,
-            examined=result.examined,
-            stored=result.stored,
-            skipped=result.skipped,
-            linked=result.linked,
-            duration_s=result.duration_s,
-            error_code=result.error_code,
-            error_message=result.error_message,
-        )
+    book.finish(ctx, ok=problem is None)
+    if _book is None:
+        book.flush()
     return result
 
 
@@ -487,24 +659,35 @@ def sync_all(
     gate = _Gate()
     with gate:
         todo = (
-            list(mailboxes)
+            [mailbox_store.get(store, m.id) for m in mailboxes]
             if mailboxes is not None
             else mailbox_store.all_mailboxes(store, states=("connected",))
         )
         directory = Directory.load(store, internal_policy=settings.internal_policy)
     if not todo:
         return []
+    book = _Book(store, gate, [mb.id for mb in todo if mb.state == "connected"])
     workers = max(1, min(int(parallel or settings.sync_parallel), len(todo)))
 
     def one(mb: Mailbox) -> SyncResult:
         return sync_mailbox(
-            store, settings, mb, trigger=trigger, progress=progress, directory=directory, gate=gate
+            store,
+            settings,
+            mb,
+            trigger=trigger,
+            progress=progress,
+            directory=directory,
+            gate=gate,
+            _book=book,
         )
 
-    if workers == 1:
-        return [one(mb) for mb in todo]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
-        return list(pool.map(one, todo))
+    try:
+        if workers == 1:
+            return [one(mb) for mb in todo]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
+            return list(pool.map(one, todo))
+    finally:
+        book.flush()
 
 
 def summarize(results: Sequence[SyncResult]) -> dict[str, Any]:

@@ -107,11 +107,87 @@ def start_run(store: Store, mailbox_id: int, trigger: str) -> int:
     )
 
 
-def mark_stale_runs(store: Store, mailbox_id: int, keep: int | None = None) -> int:
-    """Runs of MAILBOX still 'running' from a killed process become 'interrupted'."""
+def allocate_run_ids(store: Store, n: int) -> list[int]:
+    """N fresh run ids (the row itself is written later, in bulk or with the first batch)."""
+    if n <= 0:
+        return []
+    return [int(r[0]) for r in store.rows("SELECT nextval('sync_run_seq') FROM range(?)", [n])]
+
+
+def insert_run(
+    store: Store, run_id: int, mailbox_id: int, trigger: str, started_at: datetime
+) -> None:
+    store.execute(
+        "INSERT INTO sync_runs (id, mailbox_id, trigger, started_at) VALUES (?, ?, ?, ?)",
+        [run_id, mailbox_id, trigger, started_at],
+    )
+
+
+def insert_finished_runs(store: Store, rows: Sequence[dict[str, Any]]) -> None:
+    """Finished runs in one statement (a no-change sync of many mailboxes writes only this)."""
+    if not rows:
+        return
+    cols = [
+        "id", "mailbox_id", "trigger", "started_at", "finished_at", "status", "examined",
+        "stored", "skipped", "linked", "error_code", "error_message", "duration_s",
+    ]  # fmt: skip
+    types = {
+        "id": pa.int64(), "mailbox_id": pa.int64(), "started_at": pa.timestamp("us"),
+        "finished_at": pa.timestamp("us"), "examined": pa.int64(), "stored": pa.int64(),
+        "skipped": pa.int64(), "linked": pa.int64(), "duration_s": pa.float64(),
+    }  # fmt: skip
+    t = pa.table({c: pa.array([r.get(c) for r in rows], types.get(c, pa.string())) for c in cols})
+    _bulk(store, "sync_runs", t)
+
+
+def add_folder_reports(store: Store, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    cols = [
+        "run_id", "mailbox_id", "folder", "uidvalidity", "server_messages", "server_uidnext",
+        "highestmodseq", "examined", "stored", "skipped",
+    ]  # fmt: skip
+    t = pa.table(
+        {
+            c: pa.array([r.get(c) for r in rows], pa.string() if c == "folder" else pa.int64())
+            for c in cols
+        }
+    )
+    _bulk(store, "sync_folder_reports", t)
+
+
+def mark_synced(store: Store, mailbox_ids: Sequence[int], at: datetime) -> None:
+    """A good sync: last_sync_at = last_good_sync_at = AT, transient failures reset (C4)."""
+    if not mailbox_ids:
+        return
+    t = pa.table({"id": pa.array(list(mailbox_ids), pa.int64())})
+    store.conn.register("_synced_ids", t)
+    try:
+        store.execute(
+            "UPDATE mailboxes SET last_sync_at = ?, last_good_sync_at = ?, transient_failures = 0"
+            " WHERE id IN (SELECT id FROM _synced_ids)",
+            [at, at],
+        )
+    finally:
+        store.conn.unregister("_synced_ids")
+
+
+def _bulk(store: Store, table: str, t: pa.Table) -> None:
+    name = f"_bulk_{table}_{id(t)}"
+    store.conn.register(name, t)
+    try:
+        cols = ", ".join(f'"{c}"' for c in t.column_names)
+        store.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}")
+    finally:
+        store.conn.unregister(name)
+
+
+def mark_stale_runs(store: Store, mailbox_ids: Sequence[int]) -> int:
+    """Runs of these mailboxes still 'running' from a killed process become 'interrupted'."""
+    ids = list(mailbox_ids)
     n = store.scalar(
-        "SELECT count(*) FROM sync_runs WHERE mailbox_id = ? AND status = 'running' AND id <> ?",
-        [mailbox_id, keep or -1],
+        "SELECT count(*) FROM sync_runs WHERE status = 'running' AND list_contains(?, mailbox_id)",
+        [ids],
     )
     if n:
         store.execute(
@@ -121,10 +197,22 @@ def mark_stale_runs(store: Store, mailbox_id: int, keep: int | None = None) -> i
             "           WHERE l.run_id = sync_runs.id),"
             " skipped = (SELECT count(*) FILTER (WHERE decision = 'skipped') FROM audit_ledger l"
             "           WHERE l.run_id = sync_runs.id)"
-            " WHERE mailbox_id = ? AND status = 'running' AND id <> ?",
-            [_now(), mailbox_id, keep or -1],
+            " WHERE status = 'running' AND list_contains(?, mailbox_id)",
+            [_now(), ids],
         )
     return int(n or 0)
+
+
+def checkpoints_for(store: Store, mailbox_ids: Sequence[int]) -> dict[int, dict[str, Checkpoint]]:
+    out: dict[int, dict[str, Checkpoint]] = {i: {} for i in mailbox_ids}
+    rows = store.rows(
+        "SELECT mailbox_id, folder, uidvalidity, last_uid, highestmodseq, uidnext, messages"
+        " FROM folder_checkpoints WHERE list_contains(?, mailbox_id)",
+        [list(mailbox_ids)],
+    )
+    for r in rows:
+        out.setdefault(r[0], {})[r[1]] = Checkpoint(*r[1:])
+    return out
 
 
 def finish_run(
