@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from mailops.auth.oauth import DeviceCodePrompt, follow_locally
@@ -45,3 +48,24 @@ def wait_until(pred, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+@contextmanager
+def imap_disabled(mailserver: Any, address: str) -> Iterator[None]:
+    """Make Dovecot refuse ADDRESS's logins the way a provider with IMAP switched off does
+    (passwd-file extra fields ``nologin reason=...``); restored afterwards."""
+    path = Path(mailserver.root, "users")
+    original = path.read_text()
+    lines = [
+        line + " nologin reason=IMAP_access_is_disabled_for_this_account"
+        if line.startswith(address + ":")
+        else line
+        for line in original.splitlines()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    time.sleep(1.2)  # Dovecot re-reads the passwd-file at most once a second
+    try:
+        yield
+    finally:
+        path.write_text(original)
+        time.sleep(1.2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from connect_support import Approver, browser_for, grants, local_endpoints
+from connect_support import Approver, browser_for, grants, imap_disabled, local_endpoints
 
 from mailops.auth import credentials_for, token_cache_ref
 from mailops.connect import (
@@ -333,3 +333,14 @@ def test_C1_store_not_locked_while_user_signs_in(store, settings, mailserver):
         device_code_callback=prompt,
     )
     assert seen == [0]
+
+
+def test_C4_imap_disabled_by_the_server_flips_at_once(
+    store, settings, mailserver, password_mailbox
+):
+    mb, _ = password_mailbox()
+    with imap_disabled(mailserver, mb.address):
+        result = test_mailbox(store, settings, mb.id)
+    assert result.problem.code == "imap_disabled" and result.flipped
+    got = mailboxes.get(store, mb.id)
+    assert got.state == "problematic" and "IMAP access is disabled" in (got.problem_message or "")
