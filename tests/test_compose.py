@@ -92,3 +92,18 @@ def test_E2_bcc_never_in_headers() -> None:
         body_text="b",
     )
     assert msg["Bcc"] is None and "c@x.test" not in msg.as_string()
+
+
+def test_E2_international_domain_encoded_non_ascii_local_part_refused() -> None:
+    msg = build_message(
+        sender=Recipient("a@x.test"),
+        to=[Recipient("joerg@exämple.test", "Jörg")],
+        subject="s",
+        body_text="b",
+    )
+    assert msg["To"].addresses[0].domain == "xn--exmple-cua.test"
+    with pytest.raises(SendRefused) as info:
+        build_message(
+            sender=Recipient("a@x.test"), to=[Recipient("jörg@x.test")], subject="s", body_text="b"
+        )
+    assert info.value.code == "bad_address"

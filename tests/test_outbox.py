@@ -170,3 +170,24 @@ def test_E3_who_files_the_sent_copy() -> None:
     assert outbox.files_sent_itself(mb("google", "smtp.gmail.com"))
     assert not outbox.files_sent_itself(mb("microsoft", "127.0.0.1"))  # devserver stand-in
     assert not outbox.files_sent_itself(mb("generic", "mail.example.test"))
+
+
+def test_E3_retry_cannot_check_sent_folder_waits_and_never_resends(
+    party: Party, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailops.store import mailboxes
+
+    item = _queued(party)
+    _crash_at("after_sent_copy", monkeypatch)
+    with pytest.raises(outbox.SimulatedCrash):
+        outbox.deliver(party.store, party.settings, item.id)
+    monkeypatch.setattr(outbox, "crash_hook", None)
+    good_port = party.mailbox.imap_port
+    mailboxes.update(party.store, party.mailbox.id, imap_port=1)  # IMAP unreachable now
+    waiting = outbox.deliver(party.store, party.settings, item.id)
+    assert waiting.state == "failed" and waiting.attempts == 1  # no SMTP attempt without the check
+    assert "Sent folder" in (waiting.last_error or "")
+    mailboxes.update(party.store, party.mailbox.id, imap_port=good_port)
+    done = outbox.deliver(party.store, party.settings, item.id)
+    assert (done.state, done.sent_copy, done.attempts) == ("sent", "found", 1)
+    assert len(party.inbox("c-1")) == 1 and len(party.sent()) == 1

@@ -109,6 +109,16 @@ def _address(r: Recipient, field: str) -> Address:
     if "@" not in r.address:
         raise SendRefused(f"{r.address!r} is not an email address", code="bad_address")
     local, domain = r.address.rsplit("@", 1)
+    if not local.isascii():
+        raise SendRefused(
+            f"{r.address} has a non-ASCII local part, which needs SMTPUTF8; not supported",
+            code="bad_address",
+        )
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")  # IDNA: exämple.test -> xn--...
+        except UnicodeError:
+            raise SendRefused(f"{r.address} has an invalid domain", code="bad_address") from None
     return Address(display_name=r.name or "", username=local, domain=domain)
 
 
