@@ -458,3 +458,73 @@ def test_S1_sync_all_in_parallel(store, settings, password_mailbox, mailserver):
     results = sync_all(store, settings, parallel=3)
     assert sorted(r.stored for r in results) == [1, 1, 1]
     assert count(store, "activities") == 3
+
+
+def test_S12_fast_fetch_parser_matches_imapclient(store, settings, password_mailbox, mailserver):
+    from mailops.sync import FETCH_BODY, FETCH_HEADERS, _fetch
+
+    mb, pw = password_mailbox()
+    append(
+        mailserver,
+        mb.address,
+        pw,
+        [
+            (
+                make_msg("a@cust.test", mb.address, subject="flags"),
+                [b"\\Seen", b"\\Flagged"],
+                days_ago(3),
+            ),
+            make_msg("b@cust.test", mb.address, subject="Hällo {literal} (parens)"),
+            make_msg("c@cust.test", mb.address, subject="third"),
+        ],
+    )
+    c = imap(mailserver, mb.address, pw)
+    try:
+        c.normalise_times = False
+        c.select_folder("INBOX", readonly=True)
+        uids = c.search(["ALL"])
+        for items in (FETCH_HEADERS, FETCH_BODY):
+            ours = _fetch(c, uids, items)
+            theirs = c.fetch(uids, items)
+            for uid in uids:
+                expected = {k: v for k, v in theirs[uid].items() if k not in (b"SEQ", b"UID")}
+                assert ours[uid] == expected
+        # PEEK: nothing was marked read
+        assert b"\\Seen" not in c.get_flags(uids[1:])[uids[1]]
+    finally:
+        c.logout()
+
+
+def test_S1_scheduler_jitters_and_backs_off(store, settings):
+    import random
+
+    from mailops.scheduler import Scheduler
+    from mailops.sync import SyncResult
+
+    clock = [0.0]
+    sch = Scheduler(store, settings, rng=random.Random(7), clock=lambda: clock[0])
+    ok = [sch.interval(SyncResult(1, "a", examined=5)) for _ in range(50)]
+    assert all(600 <= s <= 1800 for s in ok) and len(set(ok)) > 40  # 10-30 min, jittered
+    failed = [sch.interval(SyncResult(2, "b", status="failed")) for _ in range(4)]
+    assert failed[3] > 1800  # doubling after repeated failures
+    throttled = sch.interval(SyncResult(3, "c", status="failed", retry_after=7200))
+    assert throttled >= 7200  # the server's suggested backoff is honoured
+    idle = [sch.interval(SyncResult(4, "d", examined=0)) for _ in range(6)]
+    assert max(idle) > 1800 and max(idle) <= 3600  # idle mailboxes stretch, capped
+
+
+def test_S1_scheduler_round_syncs_due_mailboxes(store, settings, password_mailbox, mailserver):
+    from mailops.scheduler import Scheduler
+
+    add_customer(store, "c-a", "a@cust.test")
+    mb, pw = password_mailbox()
+    append(mailserver, mb.address, pw, [make_msg("a@cust.test", mb.address)])
+    clock = [1000.0]
+    sch = Scheduler(store, settings, clock=lambda: clock[0], sleep=lambda s: None)
+    first = sch.run_once()
+    assert [r.stored for r in first] == [1]
+    assert sch.run_once() == []  # not due again yet
+    clock[0] += 31 * 60
+    again = sch.run_once()
+    assert [r.examined for r in again] == [0]
+    assert store.scalar("SELECT trigger FROM sync_runs ORDER BY id DESC LIMIT 1") == "schedule"

@@ -1,0 +1,96 @@
+"""`mailops sync` and `mailops audit` through the real CLI entry point (S1, S11)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from sync_support import add_customer, append, make_msg
+
+from mailops.cli import main
+
+pytestmark = pytest.mark.server
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_S11_sync_then_audit_summary_and_exports(
+    store, settings, password_mailbox, mailserver, capsys, tmp_path
+):
+    mb, pw = password_mailbox()
+    add_customer(store, "c-a", "a@cust.test")
+    append(
+        mailserver,
+        mb.address,
+        pw,
+        [make_msg("a@cust.test", mb.address), make_msg("n@n.test", mb.address)],
+    )
+    store.close()
+
+    code, out, err = run(capsys, "sync", "--all", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["summary"]["stored"] == 1 and data["summary"]["by_reason"] == {
+        "stored_customer": 1,
+        "no_customer": 1,
+    }
+
+    code, out, _ = run(capsys, "sync", mb.address)
+    assert code == 0 and out.startswith("synced 1 mailbox(es)") and "examined 0" in out
+
+    code, out, _ = run(capsys, "audit", "--summary")
+    assert code == 0
+    assert [line.split() for line in out.strip().splitlines()] == [
+        ["stored", "stored_customer", "1"],
+        ["skipped", "no_customer", "1"],
+    ]
+    files = {k: tmp_path / f"ledger.{k}" for k in ("csv", "json", "parquet")}
+    code, out, _ = run(
+        capsys,
+        "audit",
+        "--mailbox",
+        mb.address,
+        "--csv",
+        str(files["csv"]),
+        "--json",
+        str(files["json"]),
+        "--parquet",
+        str(files["parquet"]),
+    )
+    assert code == 0
+    assert len(pd.read_csv(files["csv"])) == 2
+    assert {r["reason"] for r in json.loads(files["json"].read_text())} == {
+        "stored_customer",
+        "no_customer",
+    }
+    pq = pd.read_parquet(files["parquet"])
+    assert set(pq.columns) >= {
+        "run_id",
+        "mailbox",
+        "folder",
+        "uid",
+        "message_id",
+        "decision",
+        "reason",
+        "customers",
+    }
+
+    code, out, _ = run(capsys, "audit", "--runs")
+    assert code == 0 and "ok" in out
+
+
+def test_S1_sync_of_a_problematic_mailbox_is_one_line(store, settings, password_mailbox, capsys):
+    from mailops.store import mailboxes
+
+    mb, _ = password_mailbox()
+    mailboxes.set_state(store, mb.id, "problematic", code="auth_failed", message="wrong password")
+    store.close()
+    code, out, err = run(capsys, "sync", mb.address)
+    assert code != 0
+    assert err.startswith("error [not_connected]") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
