@@ -344,3 +344,13 @@ def test_C4_imap_disabled_by_the_server_flips_at_once(
     assert result.problem.code == "imap_disabled" and result.flipped
     got = mailboxes.get(store, mb.id)
     assert got.state == "problematic" and "IMAP access is disabled" in (got.problem_message or "")
+
+
+def test_C4_tls_failure_flips_at_once(store, settings, mailserver, password_mailbox):
+    mb, _ = password_mailbox()
+    mailboxes.update(store, mb.id, ca_file=None)  # the devserver's CA is no longer trusted
+    result = test_mailbox(store, settings, mb.id)
+    assert result.problem.code == "tls_failed" and result.flipped
+    other, _ = password_mailbox()
+    mailboxes.update(store, other.id, imap_port=mailserver.imap_port)  # plain port, TLS expected
+    assert test_mailbox(store, settings, other.id).problem.code == "tls_failed"
