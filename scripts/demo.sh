@@ -17,7 +17,11 @@ $MO demo seed
 step "connect every demo mailbox (one through Microsoft sign-in: MSAL device code + XOAUTH2)"
 $MO demo connect
 
-# @demo:sync@ (issue 4: sync every demo mailbox, print stored / skipped by reason)
+# @demo:sync@
+step "sync every connected demo mailbox: headers first, customer mail stored, the rest skipped with a reason (S1-S12)"
+$MO sync --all
+step "audit ledger: stored / skipped by reason (S11; export with --csv/--json/--parquet)"
+$MO audit --summary
 
 step "send: a template offer, a reply to a synced customer email, a note (E1-E3)"
 $MO demo send
