@@ -43,7 +43,8 @@ format: install
 	$(VENV)/bin/ruff format mailops tests bench
 
 lab: install
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser --allow-root
+	@test -d $(VENV)/share/jupyter/kernels/mailops || $(PY) -m ipykernel install --sys-prefix --name mailops --display-name "Python (mailops)" >/dev/null
+	MAILOPS_DB="$${MAILOPS_DB:-$(CURDIR)/mailops.duckdb}" $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser --allow-root
 
 bench: install
 	$(PY) bench/sync_bench.py
