@@ -130,6 +130,13 @@ def test_R1_notebook_headless_msal_device_code(settings, mailserver, devserver_e
     cells = json.loads(out.read_text())["cells"]
     outputs = json.dumps([c.get("outputs", []) for c in cells])
     assert "enter the code" in outputs and f"connected {address}" in outputs
+    tokens = [
+        t
+        for table in (mailserver.svc.access, mailserver.svc.refresh)
+        for t, v in list(table.items())
+        if v["username"] == address
+    ]
+    assert tokens and not [t for t in tokens if t in out.read_text()]  # C5
     with Store(settings.db) as s:
         [mb] = mailboxes.all_mailboxes(s, owner="u-nb")
     assert mb.auth_kind == "oauth"
