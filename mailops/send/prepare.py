@@ -170,7 +170,7 @@ def prepare(store: Store, settings: Settings, req: EmailRequest) -> Prepared:
                     code="customer_no_email",
                 )
             customer_id = addressed[0]
-        if req.reply_all:  # S: reply-all is limited to customers (and the user himself)
+        if req.reply_all:  # E2: reply-all only to customers (and the user)
             cc_ids += [c for c in addressed if c != customer_id]
     if customer_id is None:
         raise SendRefused("name the customer to write to", code="unknown_customer")
@@ -202,11 +202,10 @@ def prepare(store: Store, settings: Settings, req: EmailRequest) -> Prepared:
         body_html = rendered.body_html if body_html is None else body_html
     if original is not None and not (subject or "").strip():
         subject = reply.reply_subject(original.subject)
-    if not (subject or "").strip():
-        raise SendRefused("the subject is missing", code="subject_missing")
-    assert subject is not None
-    compose.check_header("subject", subject)
+    subject = compose.check_header("subject", subject or "") or ""
     subject = subject.strip()
+    if not subject:
+        raise SendRefused("the subject is missing", code="subject_missing")
     if not (body_text or "").strip() and _is_blank_html(body_html):
         raise SendRefused("the body is empty", code="body_empty")
 
