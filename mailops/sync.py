@@ -638,7 +638,9 @@ def sync_mailbox(
         result.error_message = problem.message
         result.retry_after = problem.retry_after
         with gate, store.transaction():
-            result.problematic = record_failure(store, mb, problem)
+            result.problematic = record_failure(
+                store, mb, problem, budget=int(getattr(settings, "connect_retry_budget", 3))
+            )
             mailbox_store.update(store, mb.id, last_sync_at=_now())
     book.finish(ctx, ok=problem is None)
     if _book is None:
