@@ -403,10 +403,7 @@ def _upsert(
         return
     existing = {
         r[0]: dict(zip(cols, r, strict=True))
-        for r in store.rows(
-            f"SELECT {', '.join(cols)} FROM {table} WHERE list_contains(?, id)",
-            [[r["id"] for r in recs]],
-        )
+        for r in q.existing_rows(store, table, cols, [r["id"] for r in recs])
     }
     rows = []
     for rec in recs:
@@ -421,7 +418,7 @@ def _upsert(
             counts.unchanged += 1
             continue
         rows.append([new[c] for c in cols])
-    q.upsert_rows(store, table, cols, rows, at)
+    q.upsert_rows(store, table, cols, rows, at, existing=set(existing))
 
 
 def _import_customers(
@@ -430,13 +427,7 @@ def _import_customers(
     if not recs:
         return
     open_rows = q.open_addresses(store, [r["id"] for r in recs])
-    history = set(
-        store.query(
-            "SELECT DISTINCT customer_id FROM customer_addresses WHERE is_primary"
-            " AND list_contains(?, customer_id)",
-            [[r["id"] for r in recs]],
-        )["customer_id"]
-    )
+    history = q.customers_with_primary_history(store, [r["id"] for r in recs])
     by_customer: dict[str, list[dict[str, Any]]] = {}
     for row in open_rows.to_dict("records"):
         by_customer.setdefault(row["customer_id"], []).append(row)
@@ -558,8 +549,7 @@ def _import_deals(
         at,
         force=member_changed,
     )
-    for deal_id, wanted in plans.items():
-        q.set_deal_members(store, deal_id, wanted)
+    q.set_deal_members(store, plans)
 
 
 # -- CSV files --------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def deals_df(members: str = "c1;c2") -> pd.DataFrame:
                 "owner_user_id": "u1",
                 "project": "Harbour View",
                 "unit": "B-204",
-                "price": "349000",
+                "price": "349000.50",
                 "currency": "eur",
                 "stage": "offer",
                 "created_at": "2026-09-15T10:00:00",
@@ -107,7 +107,7 @@ def test_directory_import_values_are_normalised(store: Store) -> None:
     )
     assert q.customer_primary_address(store, "c1") == "zoe@mail.test"
     deal = q.deals_frame(store).iloc[0]
-    assert (deal["currency"], float(deal["price"])) == ("EUR", 349000.0)
+    assert (deal["currency"], float(deal["price"])) == ("EUR", 349000.5)
     assert q.co_customers(store, "c1") == {"c2"}
     members = q.deal_customers(store, "c2")
     assert dict(zip(members["customer_id"], members["role"], strict=True)) == {

@@ -10,7 +10,8 @@ never rewritten or deleted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -200,69 +201,148 @@ def counts(store: Store) -> dict[str, int]:
 
 
 # -- writes (used by mailops.directory) -------------------------------------------------------
+# Bulk statements over registered DataFrames: a CRM export has tens of thousands of rows and
+# DuckDB's executemany runs one statement per row.
+@contextmanager
+def _registered(store: Store, name: str, frame: pd.DataFrame) -> Iterator[None]:
+    store.conn.register(name, frame)
+    try:
+        yield
+    finally:
+        store.conn.unregister(name)
+
+
+def _ids_frame(ids: Iterable[str]) -> pd.DataFrame:
+    return pd.DataFrame({"id": pd.Series(list(ids), dtype="object")})
+
+
+def existing_rows(
+    store: Store, table: str, columns: Sequence[str], ids: Iterable[str]
+) -> list[tuple]:
+    """Rows of TABLE (id first) whose id is in IDS."""
+    keys = _ids_frame(ids)
+    if keys.empty:
+        return []
+    with _registered(store, "_wanted_ids", keys):
+        return store.rows(
+            f"SELECT {', '.join('t.' + c for c in columns)} FROM {table} t"
+            " JOIN _wanted_ids w ON w.id = t.id"
+        )
+
+
 def open_addresses(store: Store, customer_ids: Iterable[str]) -> pd.DataFrame:
     """Open (valid_to IS NULL) address rows of these customers."""
-    ids = list(customer_ids)
-    return store.query(
-        "SELECT id, customer_id, address, is_primary, valid_from FROM customer_addresses"
-        " WHERE valid_to IS NULL AND list_contains(?, customer_id) ORDER BY valid_from, id",
-        [ids],
-    )
+    keys = _ids_frame(customer_ids)
+    with _registered(store, "_wanted_ids", keys):
+        return store.query(
+            "SELECT a.id, a.customer_id, a.address, a.is_primary, a.valid_from"
+            " FROM customer_addresses a JOIN _wanted_ids w ON w.id = a.customer_id"
+            " WHERE a.valid_to IS NULL ORDER BY a.valid_from, a.id"
+        )
+
+
+def customers_with_primary_history(store: Store, customer_ids: Iterable[str]) -> set[str]:
+    keys = _ids_frame(customer_ids)
+    with _registered(store, "_wanted_ids", keys):
+        return {
+            r[0]
+            for r in store.rows(
+                "SELECT DISTINCT a.customer_id FROM customer_addresses a"
+                " JOIN _wanted_ids w ON w.id = a.customer_id WHERE a.is_primary"
+            )
+        }
 
 
 def close_addresses(store: Store, closings: Sequence[tuple[int, datetime]]) -> None:
     """Close address rows: [(row id, valid_to), ...]. Only ever sets valid_to on open rows."""
-    store.executemany(
-        "UPDATE customer_addresses SET valid_to = ? WHERE id = ? AND valid_to IS NULL",
-        [(at, row_id) for row_id, at in closings],
-    )
+    if not closings:
+        return
+    frame = pd.DataFrame(closings, columns=["id", "valid_to"]).astype({"id": "int64"})
+    frame["valid_to"] = pd.to_datetime(frame["valid_to"])
+    with _registered(store, "_closings", frame):
+        store.execute(
+            "UPDATE customer_addresses SET valid_to = c.valid_to FROM _closings c"
+            " WHERE customer_addresses.id = c.id AND customer_addresses.valid_to IS NULL"
+        )
 
 
 def append_addresses(
     store: Store, rows: Sequence[tuple[str, str, bool, datetime]], recorded_at: datetime
 ) -> None:
     """Append address rows: [(customer_id, address, is_primary, valid_from), ...]."""
-    store.executemany(
-        "INSERT INTO customer_addresses (customer_id, address, is_primary, valid_from, recorded_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        [(*r, recorded_at) for r in rows],
-    )
+    if not rows:
+        return
+    frame = pd.DataFrame(rows, columns=["customer_id", "address", "is_primary", "valid_from"])
+    frame["valid_from"] = pd.to_datetime(frame["valid_from"])
+    frame["recorded_at"] = pd.Timestamp(recorded_at)
+    store.insert_df("customer_addresses", frame)
 
 
 def upsert_rows(
-    store: Store, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], at: datetime
+    store: Store,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    at: datetime,
+    existing: set[str] | None = None,
 ) -> None:
-    """Insert or update whole rows (first column = primary key ``id``), setting updated_at."""
+    """Insert new ids and update EXISTING ones (whole rows, first column = ``id``), setting
+    updated_at."""
     if not rows:
         return
     cols = [*columns, "updated_at"]
-    sets = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
-    store.executemany(
-        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
-        f" ON CONFLICT (id) DO UPDATE SET {sets}",
-        [(*r, at) for r in rows],
-    )
+    frame = pd.DataFrame([[*r, at] for r in rows], columns=cols, dtype="object")
+    known = existing or set()
+    updates = frame[frame["id"].isin(known)]
+    inserts = frame[~frame["id"].isin(known)]
+    types = _column_types(store, table)
+    select = ", ".join(f'CAST(f."{c}" AS {types[c]}) AS "{c}"' for c in cols)
+    if not inserts.empty:
+        with _registered(store, "_upsert_rows", inserts):
+            store.execute(
+                f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM _upsert_rows f"
+            )
+    if not updates.empty:
+        sets = ", ".join(f'"{c}" = CAST(f."{c}" AS {types[c]})' for c in cols[1:])
+        with _registered(store, "_upsert_rows", updates):
+            store.execute(f"UPDATE {table} SET {sets} FROM _upsert_rows f WHERE {table}.id = f.id")
 
 
-def set_deal_members(store: Store, deal_id: str, members: Sequence[tuple[str, str]]) -> None:
-    """Make DEAL_ID's members exactly MEMBERS [(customer_id, role), ...] (removing, adding and
-    re-roling rows one by one: DuckDB dislikes delete + re-insert of a key in one transaction)."""
-    wanted = dict(members)
-    current = dict(
-        store.rows("SELECT customer_id, role FROM deal_customers WHERE deal_id = ?", [deal_id])
-    )
-    for cid in set(current) - set(wanted):
-        store.execute(
-            "DELETE FROM deal_customers WHERE deal_id = ? AND customer_id = ?", [deal_id, cid]
+def _column_types(store: Store, table: str) -> dict[str, str]:
+    return {
+        r[0]: r[1]
+        for r in store.rows(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
+            [table],
         )
-    for cid, role in wanted.items():
-        if cid not in current:
-            store.execute(
-                "INSERT INTO deal_customers (deal_id, customer_id, role) VALUES (?, ?, ?)",
-                [deal_id, cid, role],
-            )
-        elif current[cid] != role:
-            store.execute(
-                "UPDATE deal_customers SET role = ? WHERE deal_id = ? AND customer_id = ?",
-                [role, deal_id, cid],
-            )
+    }
+
+
+def set_deal_members(store: Store, plans: Mapping[str, Sequence[tuple[str, str]]]) -> None:
+    """Make each deal's members exactly the planned [(customer_id, role), ...]: remove, add and
+    re-role rows (never delete and re-insert one key: DuckDB refuses that in a transaction)."""
+    if not plans:
+        return
+    wanted = pd.DataFrame(
+        [(d, c, r) for d, members in plans.items() for c, r in members],
+        columns=["deal_id", "customer_id", "role"],
+        dtype="object",
+    )
+    deals = _ids_frame(plans)
+    with _registered(store, "_plan_deals", deals), _registered(store, "_wanted_members", wanted):
+        store.execute(
+            "DELETE FROM deal_customers WHERE deal_id IN (SELECT id FROM _plan_deals)"
+            " AND NOT EXISTS (SELECT 1 FROM _wanted_members w"
+            "  WHERE w.deal_id = deal_customers.deal_id AND w.customer_id = deal_customers.customer_id)"
+        )
+        store.execute(
+            "UPDATE deal_customers SET role = w.role FROM _wanted_members w"
+            " WHERE deal_customers.deal_id = w.deal_id AND deal_customers.customer_id = w.customer_id"
+            " AND deal_customers.role IS DISTINCT FROM w.role"
+        )
+        store.execute(
+            "INSERT INTO deal_customers (deal_id, customer_id, role)"
+            " SELECT w.deal_id, w.customer_id, w.role FROM _wanted_members w"
+            " WHERE NOT EXISTS (SELECT 1 FROM deal_customers d"
+            "  WHERE d.deal_id = w.deal_id AND d.customer_id = w.customer_id)"
+        )
