@@ -191,3 +191,33 @@ def test_E3_retry_cannot_check_sent_folder_waits_and_never_resends(
     done = outbox.deliver(party.store, party.settings, item.id)
     assert (done.state, done.sent_copy, done.attempts) == ("sent", "found", 1)
     assert len(party.inbox("c-1")) == 1 and len(party.sent()) == 1
+
+
+def test_E3_refused_login_fails_the_entry_and_marks_mailbox_problematic(party: Party) -> None:
+    """C4 + E1: a wrong password fails the attempt with a reason, the mailbox turns
+    problematic, and the next send is refused before anything is queued."""
+    from mailops.errors import SendRefused
+    from mailops.secrets import SecretStore
+    from mailops.send import EmailRequest, send_email
+    from mailops.store import mailboxes
+
+    SecretStore(party.settings).put(party.mailbox.secret_ref, "wrong-password")
+    item = _queued(party)
+    failed = outbox.deliver(party.store, party.settings, item.id)
+    assert failed.state == "failed" and failed.phase == "connect"
+    assert failed.error_code and failed.error_code != "send_failed"
+    assert mailboxes.get(party.store, party.mailbox.id).state == "problematic"
+    with pytest.raises(SendRefused) as info:
+        send_email(
+            party.store,
+            party.settings,
+            EmailRequest(
+                user_id=party.user_id,
+                mailbox=party.mailbox.id,
+                customer_id="c-1",
+                subject="s",
+                body_text="b",
+            ),
+        )
+    assert info.value.code == "mailbox_problematic"
+    assert party.inbox("c-1") == []
