@@ -281,13 +281,61 @@ def _fetch(client: Any, uids: Sequence[int], items: Sequence[bytes]) -> dict[int
         return dict(parse_fetch_response(data, False, True))
 
 
+def _status_items(condstore: bool) -> list[bytes]:
+    return [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"] + ([b"HIGHESTMODSEQ"] if condstore else [])
+
+
+def _list_with_status(
+    client: Any, condstore: bool
+) -> tuple[list[tuple[Any, Any, str]], dict[str, dict[bytes, int]]]:
+    """``LIST ... RETURN (SPECIAL-USE STATUS (...))`` (RFC 5819): every folder and its
+    counters in ONE round trip, when the server has LIST-STATUS; else LIST (+ STATUS later)."""
+    caps = {c.upper() for c in client.capabilities()}
+    imap = getattr(client, "_imap", None)
+    if b"LIST-STATUS" not in caps or imap is None:
+        return list(client.list_folders()), {}
+    from imapclient.imap_utf7 import decode as decode_utf7
+    from imapclient.response_parser import parse_response
+
+    items = " ".join(i.decode() for i in _status_items(condstore))
+    ret = (
+        "(SPECIAL-USE STATUS (" + items + "))" if b"SPECIAL-USE" in caps else f"(STATUS ({items}))"
+    )
+    tag = imap._command("LIST", '""', '"*"', "RETURN", ret)
+    typ, data = imap._command_complete("LIST", tag)
+    client._checkok("list", typ, data)
+    status_lines = imap.untagged_responses.pop("STATUS", [])
+    typ, data = imap._untagged_response(typ, data, "LIST")
+    listing = client._proc_folder_list(data)
+    statuses: dict[str, dict[bytes, int]] = {}
+    for line in status_lines:
+        try:
+            name, values = parse_response([line])
+        except (ValueError, TypeError):
+            continue  # that folder gets its own STATUS
+        if isinstance(name, bytes):
+            name = decode_utf7(name) if client.folder_encode else name.decode()
+        it = iter(values)
+        statuses[str(name)] = {bytes(k).upper(): int(v) for k, v in zip(it, it, strict=False)}
+    return listing, statuses
+
+
 def _status(client: Any, name: str, condstore: bool) -> dict[bytes, int]:
-    items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"] + ([b"HIGHESTMODSEQ"] if condstore else [])
-    return {k: int(v) for k, v in client.folder_status(name, items).items()}
+    return {k: int(v) for k, v in client.folder_status(name, _status_items(condstore)).items()}
 
 
-def _sync_folder(ctx: _Ctx, client: Any, folder: FolderInfo, cp: state.Checkpoint | None) -> None:
-    st = _status(client, folder.name, ctx.condstore)
+def _sync_folder(
+    ctx: _Ctx,
+    client: Any,
+    folder: FolderInfo,
+    cp: state.Checkpoint | None,
+    status: dict[bytes, int] | None = None,
+) -> None:
+    st = (
+        status
+        if status and b"UIDVALIDITY" in status
+        else _status(client, folder.name, ctx.condstore)
+    )
     uidvalidity, uidnext = st[b"UIDVALIDITY"], st[b"UIDNEXT"]
     modseq = st.get(b"HIGHESTMODSEQ")
     report = {
@@ -471,12 +519,15 @@ def _run_folders(ctx: _Ctx) -> None:
     try:
         caps = {c.upper() for c in client.capabilities()}
         ctx.condstore = b"CONDSTORE" in caps
-        folders = choose_folders(client.list_folders(), ctx.mailbox.folders)
+        listing, statuses = _list_with_status(client, ctx.condstore)
+        folders = choose_folders(listing, ctx.mailbox.folders)
         if ctx.batches:  # a retry: re-read what the committed batches checkpointed
             with ctx.gate:
                 ctx.checkpoints = state.checkpoints(ctx.store, ctx.mailbox.id)
         for folder in folders:
-            _sync_folder(ctx, client, folder, ctx.checkpoints.get(folder.name))
+            _sync_folder(
+                ctx, client, folder, ctx.checkpoints.get(folder.name), statuses.get(folder.name)
+            )
     finally:
         _close(client)
 

@@ -528,3 +528,20 @@ def test_S1_scheduler_round_syncs_due_mailboxes(store, settings, password_mailbo
     again = sch.run_once()
     assert [r.examined for r in again] == [0]
     assert store.scalar("SELECT trigger FROM sync_runs ORDER BY id DESC LIMIT 1") == "schedule"
+
+
+def test_S1_one_round_trip_lists_folders_with_their_status(
+    store, settings, password_mailbox, mailserver
+):
+    from mailops.sync import _list_with_status
+
+    mb, pw = password_mailbox()
+    append(mailserver, mb.address, pw, [make_msg("a@cust.test", mb.address)])
+    c = imap(mailserver, mb.address, pw)
+    try:
+        listing, statuses = _list_with_status(c, condstore=True)
+        assert {"INBOX", "Sent", "Drafts"} <= {name for _, _, name in listing}
+        assert statuses["INBOX"][b"MESSAGES"] == 1
+        assert statuses["INBOX"] == c.folder_status("INBOX", list(statuses["INBOX"]))
+    finally:
+        c.logout()
