@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailops.config import Settings
-from mailops.errors import ConnectionProblem, MailopsError, SendRefused
+from mailops.errors import ConnectionProblem, MailopsError
 from mailops.send.prepare import Prepared
 from mailops.store import Store
 from mailops.store import mailboxes as mbstore
@@ -207,8 +207,6 @@ def find_in_sent(
     mailbox: Mailbox, settings: Settings, message_id: str, secrets: Any = None
 ) -> list[int]:
     """UIDs of the messages in MAILBOX's Sent folder carrying MESSAGE_ID."""
-    from mailops.imap import imap_session  # noqa: F401 - same error mapping as open_imap
-
     client = _imap(mailbox, settings, secrets)
     try:
         return _search_sent(client, _sent_folder(client), message_id)
@@ -419,20 +417,3 @@ def retry(
         deliver(store, settings, it.id, secrets=secrets)
         for it in obstore.items(store, ("queued", "sending", "failed"))
     ]
-
-
-def send_prepared(
-    store: Store, settings: Settings, prepared: Prepared, *, secrets: Any = None
-) -> OutboxItem:
-    item = queue(store, prepared)
-    return deliver(store, settings, item.id, secrets=secrets)
-
-
-def ensure_refused(item: OutboxItem) -> None:
-    """Raise the failure of ITEM as a SendRefused (for callers that want an exception)."""
-    if item.state == "failed":
-        raise SendRefused(
-            f"outbox {item.id} failed: {item.last_error}",
-            code=item.error_code or "send_failed",
-            guidance=f"mailops outbox retry {item.id}",
-        )
