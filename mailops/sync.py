@@ -44,6 +44,7 @@ from mailops.store.messages import (
     ActivityRow,
     PlaceRow,
     add_activities,
+    add_notifications,
     add_places,
     existing_ids,
     save_messages,
@@ -484,6 +485,8 @@ def _sync_batch(
         )
 
     ctx.batches += 1
+    connected = (mb.connected_at or ctx.window).replace(microsecond=0)  # INTERNALDATE has seconds
+    arrived = {p.message_id: p.internaldate for p in places if p.internaldate is not None}
     with ctx.gate, ctx.store.transaction():
         if not ctx.run_written:  # the run row joins the first batch's transaction (S12)
             state.insert_run(ctx.store, ctx.run_id, mb.id, ctx.trigger, ctx.started_at)
@@ -494,6 +497,16 @@ def _sync_batch(
         )
         add_places(ctx.store, places)
         add_activities(ctx.store, acts)
+        add_notifications(  # N1: new inbound customer mail that arrived after connecting
+            ctx.store,
+            [
+                (mb.owner_user_id, mb.id, a.message_id, a.customer_id)
+                for a in acts
+                if a.direction == "inbound"
+                and a.message_id in new
+                and arrived.get(a.message_id, ctx.window) >= connected
+            ],
+        )
         state.add_ledger(ctx.store, ledger)
         state.save_checkpoint(ctx.store, mb.id, checkpoint)
         if os.environ.get(FAULT_ENV) == str(ctx.batches):

@@ -545,3 +545,29 @@ def test_S1_one_round_trip_lists_folders_with_their_status(
         assert statuses["INBOX"] == c.folder_status("INBOX", list(statuses["INBOX"]))
     finally:
         c.logout()
+
+
+def test_N1_new_inbound_customer_mail_notifies_the_owner(
+    store, settings, password_mailbox, mailserver
+):
+    mb, pw = password_mailbox(owner="u-sales")
+    add_customer(store, "c-a", "a@cust.test")
+    append(
+        mailserver,
+        mb.address,
+        pw,
+        [
+            (
+                make_msg("a@cust.test", mb.address, subject="backfilled", date=days_ago(3)),
+                [],
+                days_ago(3),
+            ),
+            make_msg("a@cust.test", mb.address, subject="new"),
+            make_msg(mb.address, "a@cust.test", subject="outbound"),
+        ],
+    )
+    assert sync_mailbox(store, settings, mb).stored == 3
+    rows = store.query(
+        "SELECT n.user_id, n.customer_id, m.subject FROM notifications n JOIN messages m ON m.id = n.message_id"
+    )
+    assert rows.values.tolist() == [["u-sales", "c-a", "new"]]

@@ -29,6 +29,7 @@ __all__ = [
     "ActivityRow",
     "PlaceRow",
     "add_activities",
+    "add_notifications",
     "add_places",
     "customer_activities",
     "existing_ids",
@@ -256,6 +257,27 @@ def add_activities(store: Store, rows: Sequence[ActivityRow]) -> int:
                 "created_at": pa.array([now] * len(rs), _TS),
             }
         ),
+    )
+
+
+def add_notifications(store: Store, rows: Sequence[tuple[str, int | None, str, str]]) -> int:
+    """N1: (user_id, mailbox_id, message_id, customer_id) rows for new inbound customer mail."""
+    unique = list(dict.fromkeys(rows))
+    if not unique:
+        return 0
+    cols = list(zip(*unique, strict=True))
+    return _insert(
+        store,
+        "notifications",
+        pa.table(
+            {
+                "user_id": pa.array(cols[0], pa.string()),
+                "mailbox_id": pa.array(cols[1], pa.int64()),
+                "message_id": pa.array(cols[2], pa.string()),
+                "customer_id": pa.array(cols[3], pa.string()),
+            }
+        ),
+        conflict="",
     )
 
 
