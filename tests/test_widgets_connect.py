@@ -158,3 +158,11 @@ def test_R1_notebook_failed_headless_connect_fails_in_one_line(
             LOGIN_FROM_ENV="NB_LOGIN",
         )
     assert "auth_failed" in str(e.value)
+
+
+def test_R1_notebook_widget_mode_renders_the_panel(settings, mailserver, devserver_env, tmp_path):
+    out = _run(tmp_path, USER_ID="u-nb", MODE="widget", DEVSERVER=True)
+    text = out.read_text()
+    assert (
+        "application/vnd.jupyter.widget-view+json" in text and '"output_type": "error"' not in text
+    )
