@@ -27,6 +27,14 @@ step "send: a template offer, a reply to a synced customer email, a note (E1-E3)
 $MO demo send
 $MO outbox list
 
-# @demo:reports@ (issue 6: run all notebooks, print the HTML report paths)
+# @demo:reports@
+step "reports: every notebook under papermill -> reports/NAME/<timestamp>.ipynb + .html (R2-R5)"
+$MO report --all -p TRIGGER demo
+step "the activity report as manager Margaret Okafor may see it (P1: her team only)"
+$MO report activity_report -p VIEWER u-margaret
+step "the same queries on the command line"
+$MO stats response-times --as u-margaret
+$MO stats problematic
+printf '\nOpen the .html reports above in a browser (no kernel needed).\nJupyterLab on the notebooks, mailops kernel ready: make lab\n'
 
 printf '\nDone. Store: %s\nThe devserver keeps running; stop it with: %s devserver stop\n' "$MAILOPS_DB" "$MO"
