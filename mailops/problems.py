@@ -150,7 +150,8 @@ _TEXT_RULES: list[tuple[re.Pattern[str], str]] = [
         ),
         (r"\[OVERQUOTA\]|exceeded (command or )?bandwidth|quota exceeded|over quota", "over_quota"),
         (
-            r"\[UNAVAILABLE\]|temporarily unavailable|service (is )?unavailable|try again later",
+            r"\[UNAVAILABLE\]|temporarily unavailable|service (is )?unavailable|try again later|"
+            r"unable to get authority configuration",
             "server_unavailable",
         ),
         (

@@ -354,3 +354,13 @@ def test_C4_tls_failure_flips_at_once(store, settings, mailserver, password_mail
     other, _ = password_mailbox()
     mailboxes.update(store, other.id, imap_port=mailserver.imap_port)  # plain port, TLS expected
     assert test_mailbox(store, settings, other.id).problem.code == "tls_failed"
+
+
+def test_C4_sign_in_service_down_valid_cached_token_still_works(store, settings, mailserver):
+    address, _pw = mailserver.new_user()
+    mb, _ = _ms_connect(store, settings, mailserver, address)
+    mailserver.fault("/v2.0/.well-known/openid-configuration", status=503, count=2)
+    assert test_mailbox(store, settings, mb.id).ok  # cached AT (1 h left) used, no discovery
+    result = test_mailbox(store, settings, mb.id, force_refresh=True)  # must reach the IdP
+    assert result.problem.transient and not result.flipped
+    assert result.problem.code == "server_unavailable"

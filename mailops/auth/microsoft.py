@@ -184,7 +184,17 @@ def refresh(mailbox: Mailbox, blob: str, *, force_refresh: bool = False) -> tupl
     from mailops.problems import classify, problem
 
     data = load_blob(blob)
-    app, cache = _app_for(mailbox, data)
+    try:
+        app, cache = _app_for(mailbox, data)
+    except ConnectionProblem as e:
+        # the sign-in service is unreachable: a still-valid cached access token keeps
+        # IMAP/SMTP working through the outage (MSAL would do the same once constructed)
+        cached = (
+            None if force_refresh or not e.transient else cached_access_token(data, mailbox.address)
+        )
+        if cached:
+            return cached, None
+        raise
     account = _account(app, mailbox.address)
     if account is None:
         raise problem(
@@ -206,6 +216,24 @@ def refresh(mailbox: Mailbox, blob: str, *, force_refresh: bool = False) -> tupl
     if cache.has_state_changed:
         new_blob = _blob(str(data.get("client_id") or ""), str(data.get("authority") or ""), cache)
     return result["access_token"], new_blob
+
+
+def cached_access_token(data: dict[str, Any], address: str, min_left: int = 300) -> str | None:
+    """A cached access token of ADDRESS for the IMAP scope with at least MIN_LEFT seconds to
+    live (MSAL's own 5-minute rule), read through MSAL's cache API; None otherwise."""
+    cache = msal.SerializableTokenCache()
+    cache.deserialize(data.get("cache") or "{}")
+    kinds = msal.TokenCache.CredentialType
+    homes = {
+        a.get("home_account_id")
+        for a in cache.search(kinds.ACCOUNT)
+        if str(a.get("username", "")).lower() == address.lower()
+    }
+    now = time.time()
+    for at in cache.search(kinds.ACCESS_TOKEN, target=[SCOPES[0]]):
+        if at.get("home_account_id") in homes and int(at.get("expires_on", 0)) - now > min_left:
+            return str(at["secret"])
+    return None
 
 
 def remove_account(mailbox: Mailbox, blob: str) -> str:
