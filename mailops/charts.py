@@ -12,6 +12,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import base64  # noqa: E402
+import html  # noqa: E402
 import io  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -31,12 +33,20 @@ class Chart:
         self.figure.savefig(buf, format="png")
         return buf.getvalue()
 
+    @property
+    def title(self) -> str:
+        return self.figure.axes[0].get_title() if self.figure.axes else "chart"
+
     def _repr_png_(self) -> bytes:
         return self.png()
 
+    def _repr_html_(self) -> str:
+        """The same PNG as an <img> with alt text (nbconvert prefers HTML to PNG)."""
+        data = base64.b64encode(self.png()).decode()
+        return f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.title)}">'
+
     def __repr__(self) -> str:
-        title = self.figure.axes[0].get_title() if self.figure.axes else ""
-        return f"<Chart {title!r}>"
+        return f"<Chart {self.title!r}>"
 
 
 INBOUND, OUTBOUND = "#4C72B0", "#DD8452"

@@ -9,6 +9,7 @@ carry secrets (papermill writes them into the executed notebook).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -88,8 +89,20 @@ def _info(path: Path) -> NotebookInfo:
         kind=meta.get("kind", "other"),
         order=int(meta.get("order", 99)),
         title=title,
-        parameters=dict(pm.inspect_notebook(str(path))),
+        parameters=_inspect(pm, path),
     )
+
+
+def _inspect(pm: Any, path: Path) -> dict[str, dict[str, Any]]:
+    """papermill's view of the parameters cell; its per-line parse warnings are noise here
+    (tests hold our notebooks' cells to typed, commented, one '=' a line)."""
+    log = logging.getLogger("papermill.translators")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return dict(pm.inspect_notebook(str(path)))
+    finally:
+        log.setLevel(level)
 
 
 def list_notebooks(settings: Settings | None = None) -> list[NotebookInfo]:

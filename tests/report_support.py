@@ -162,7 +162,7 @@ def seed(store: Store, now: datetime) -> Synthetic:
                 "c2",
                 "inbound",
                 at(3, 8),
-                "Re: Offer Harbour",
+                "Re: Offer <script>alert(1)</script>",  # untrusted text
                 ["b1@corp.test"],
                 "d1",
             ),
