@@ -245,3 +245,21 @@ def test_P1_stats_cli_unknown_viewer_is_one_line(syn, capsys, monkeypatch):
     assert main(["stats", "activity", "--as", "nobody"]) == 6
     err = capsys.readouterr().err
     assert err.startswith("error [permission_denied]") and len(err.strip().splitlines()) == 1
+
+
+def test_R5_report_and_stats_commands_are_documented():
+    """Docs that cannot drift: every report/stats command has help and a README row."""
+    from pathlib import Path
+
+    import click
+
+    from mailops.cli import cli
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    report = cli.commands["report"]
+    assert report.help and "`mailops report NAME" in readme
+    stats = cli.commands["stats"]
+    assert isinstance(stats, click.Group)
+    for name, cmd in stats.commands.items():
+        assert cmd.help, name
+        assert f"`mailops stats {name}" in readme, name
