@@ -28,6 +28,9 @@ from mailops.demo.company import DOMAIN, Company, Customer, Deal, Staff
 SEEN, ANSWERED, DRAFT, FLAGGED = r"\Seen", r"\Answered", r"\Draft", r"\Flagged"
 FOLDERS = ("INBOX", "Sent", "Drafts", "Junk", "Archive")
 DAYS = 60  # the demo's mail covers the last two months
+#: bump when the generated data changes, so `mailops demo seed` reseeds instead of skipping
+GENERATOR_VERSION = 3
+SALES_LIST = "sales"  # sales@<domain>: a distribution list (no mailbox) delivering to the team
 
 
 @dataclass
@@ -568,13 +571,15 @@ class _Writer:
         )
         self.add(sales.email, "Drafts", [DRAFT, SEEN], at, msg, "draft")
 
-    def shared(self, c: Customer, to: Staff, other: Staff, at: datetime) -> None:
-        """One customer message to two sales people: the same bytes in both INBOXes (S8)."""
+    def shared(self, c: Customer, to: Staff, other: Staff, at: datetime, archived: bool) -> None:
+        """One customer message in two sales people's INBOX (S8): sent to the team's list
+        address, which delivers to TO and OTHER (no mailbox address in the headers, so it is
+        not internal mail, S5); when ARCHIVED, TO also filed a copy in Archive (one message,
+        two folders)."""
         project, unit, _ = self.topic(c)
         msg = self.compose(
             sender=Address(c.name, addr_spec=c.email),
-            to=[Address(to.name, addr_spec=to.email)],
-            cc=[Address(other.name, addr_spec=other.email)],
+            to=[Address("Northwind Homes Sales", addr_spec=f"{SALES_LIST}@{DOMAIN}")],
             subject=SUBJECTS[c.language][0].format(project=project, unit=unit),
             text=self.customer_text(c, to, project, unit),
             date=at,
@@ -583,6 +588,8 @@ class _Writer:
         raw = msg.as_bytes()
         self.add(to.email, "INBOX", [SEEN], at + timedelta(seconds=5), msg, "shared", raw)
         self.add(other.email, "INBOX", [], at + timedelta(seconds=6), msg, "shared", raw)
+        if archived:
+            self.add(to.email, "Archive", [SEEN], at + timedelta(seconds=5), msg, "shared", raw)
 
     def malformed(self, c: Customer, sales: Staff, at: datetime, variant: int) -> None:
         """Messages a robust sync must survive (S12), all from a customer's primary address."""
@@ -690,10 +697,11 @@ def build_messages(company: Company, total: int = 3000) -> list[SeedMessage]:
     for variant in range(7 if total >= 100 else 3):
         c = rng.choice(company.customers)
         w.malformed(c, by_id[c.owner_user_id], w.moment(now - timedelta(days=20), now), variant)
-    for _ in range(3 if total >= 100 else 1):
+    for i in range(3 if total >= 100 else 1):
         c = rng.choice(company.customers)
         owner = by_id[c.owner_user_id]
-        w.shared(c, owner, someone_else(owner), w.moment(now - timedelta(days=25), now))
+        at = w.moment(now - timedelta(days=25), now)
+        w.shared(c, owner, someone_else(owner), at, archived=i == 0)
     for c in company.customers:
         owner = by_id[c.owner_user_id]
         if c.old_email and c.primary_since:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mailops.demo.company import COMPANY, DOMAIN, Company, build_company
-from mailops.demo.mail import FOLDERS, SeedMessage, build_messages
+from mailops.demo.mail import FOLDERS, GENERATOR_VERSION, SeedMessage, build_messages
 from mailops.devserver import DevServerState
 from mailops.devserver import status as devserver_status
 from mailops.directory import ImportResult, import_csv
@@ -187,6 +187,7 @@ def seed_demo(
     same = (
         previous is not None
         and previous.get("seed") == seed
+        and previous.get("generator") == GENERATOR_VERSION
         and previous.get("parameters") == {"customers": customers, "messages": messages}
     )
     if same and not force and previous is not None:
@@ -227,6 +228,7 @@ def seed_demo(
         "company": COMPANY,
         "domain": DOMAIN,
         "seed": seed,
+        "generator": GENERATOR_VERSION,
         "parameters": {"customers": customers, "messages": messages},
         "reference_now": company.now.isoformat(),
         "seeded_at": dirstore.utcnow().replace(microsecond=0).isoformat(),
