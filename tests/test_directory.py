@@ -417,3 +417,15 @@ def test_cli_directory_import_errors_are_one_line(
     assert code == 2 and err.startswith("error [bad_file]: bad.csv: missing column(s) id, role")
     code, out, _ = run(capsys, "directory", "import", "--help")
     assert code == 0 and "additional_emails" in out and "customer_ids" in out
+
+
+def test_S3_cleared_primary_closes_the_period(store: Store) -> None:
+    import_directory(store, users_df(), customers_df(), at=T0)
+    result = import_directory(store, customers=customers_df(c3={"email": ""}), at=T2)
+    assert [(c.old_address, c.new_address, c.at) for c in result.primary_changes] == [
+        ("lukasz@mail.test", None, T2)
+    ]
+    assert q.customer_primary_address(store, "c3") is None
+    assert q.customer_primary_address(store, "c3", at=T1) == "lukasz@mail.test"
+    again = import_directory(store, customers=customers_df(c3={"email": ""}), at=T3)
+    assert not again.changed
