@@ -622,6 +622,17 @@ class _Book:
             state.mark_synced(self.store, ok, _now())
 
 
+def _limit_memory(store: Store, settings: Settings) -> None:
+    """DuckDB caches every block it wrote (up to 80% of RAM by default); a sync writes a lot
+    once and reads little, so cap it: peak RSS stays flat in mailbox size."""
+    limit = (settings.sync_memory_limit or "").strip()
+    if limit:
+        try:
+            store.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+        except Exception as e:  # noqa: BLE001 - a bad value must not stop a sync
+            log.warning("ignoring sync_memory_limit=%r: %s", limit, e)
+
+
 def sync_mailbox(
     store: Store,
     settings: Settings,
@@ -653,6 +664,9 @@ def sync_mailbox(
         result.error_message = f"mailbox is {mb.state}; only connected mailboxes are synced"
         return result
     t0 = time.monotonic()
+    if _book is None:
+        with gate:
+            _limit_memory(store, settings)
     book = _book or _Book(store, gate, [mb.id])
     if directory is None:
         with gate:
@@ -730,6 +744,7 @@ def sync_all(
             else mailbox_store.all_mailboxes(store, states=("connected",))
         )
         directory = Directory.load(store, internal_policy=settings.internal_policy)
+        _limit_memory(store, settings)
     if not todo:
         return []
     book = _Book(store, gate, [mb.id for mb in todo if mb.state == "connected"])
