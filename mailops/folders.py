@@ -73,9 +73,9 @@ def _text(value: bytes | str) -> str:
 def special_use_of(
     flags: Iterable[bytes | str], name: str, delimiter: str | None = "/"
 ) -> str | None:
-    flagset = {_text(f).capitalize() if _text(f).startswith("\\") else _text(f) for f in flags}
+    flagset = {_text(f).lower() for f in flags}
     for use in SPECIAL_USES:
-        if use in flagset:
+        if use.lower() in flagset:
             return use
     leaf = name.rsplit(delimiter, 1)[-1] if delimiter else name
     return NAME_HINTS.get(leaf.strip().lower())
