@@ -21,16 +21,22 @@ from mailops.store import Store
 __all__ = [
     "Checkpoint",
     "LedgerRow",
+    "add_folder_reports",
     "add_ledger",
+    "allocate_run_ids",
     "audit",
     "audit_summary",
     "checkpoints",
+    "checkpoints_for",
     "directory_rows",
     "finish_run",
-    "folder_report",
+    "folder_reports",
+    "insert_finished_runs",
+    "insert_run",
     "mark_stale_runs",
+    "mark_synced",
+    "runs",
     "save_checkpoint",
-    "start_run",
 ]
 
 
@@ -98,15 +104,6 @@ def save_checkpoint(store: Store, mailbox_id: int, cp: Checkpoint) -> None:
 
 
 # -- runs -------------------------------------------------------------------------------
-def start_run(store: Store, mailbox_id: int, trigger: str) -> int:
-    return int(
-        store.scalar(
-            "INSERT INTO sync_runs (mailbox_id, trigger, started_at) VALUES (?, ?, ?) RETURNING id",
-            [mailbox_id, trigger, _now()],
-        )
-    )
-
-
 def allocate_run_ids(store: Store, n: int) -> list[int]:
     """N fresh run ids (the row itself is written later, in bulk or with the first batch)."""
     if n <= 0:
@@ -242,41 +239,6 @@ def finish_run(
             error_code,
             error_message,
             run_id,
-        ],
-    )
-
-
-def folder_report(
-    store: Store,
-    run_id: int,
-    mailbox_id: int,
-    folder: str,
-    *,
-    uidvalidity: int | None,
-    server_messages: int | None,
-    server_uidnext: int | None,
-    highestmodseq: int | None,
-    examined: int,
-    stored: int,
-    skipped: int,
-) -> None:
-    store.execute(
-        "INSERT INTO sync_folder_reports (run_id, mailbox_id, folder, uidvalidity, server_messages,"
-        " server_uidnext, highestmodseq, examined, stored, skipped) VALUES (?,?,?,?,?,?,?,?,?,?)"
-        " ON CONFLICT (run_id, folder) DO UPDATE SET examined = excluded.examined,"
-        " stored = excluded.stored, skipped = excluded.skipped, server_messages = excluded.server_messages,"
-        " server_uidnext = excluded.server_uidnext, highestmodseq = excluded.highestmodseq",
-        [
-            run_id,
-            mailbox_id,
-            folder,
-            uidvalidity,
-            server_messages,
-            server_uidnext,
-            highestmodseq,
-            examined,
-            stored,
-            skipped,
         ],
     )
 
