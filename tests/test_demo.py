@@ -108,9 +108,12 @@ def test_demo_messages_cover_the_sync_cases() -> None:
 @pytest.fixture(scope="module")
 def seeded(mailserver, tmp_path_factory) -> Iterator[tuple[object, Path]]:
     """The small demo company seeded once into the session's devserver."""
-    db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    folder = tmp_path_factory.mktemp("demo")
+    db = folder / "demo.duckdb"
     with Store(db) as store:
-        report = seed_demo(store, mailserver.state, **SMALL, progress=False)
+        # the manifest goes beside the store, not into the session server's directory (where
+        # `mailops demo connect` tests would find it)
+        report = seed_demo(store, mailserver.state, **SMALL, manifest_dir=folder, progress=False)
     assert not report.skipped
     yield report, db
 
@@ -186,15 +189,18 @@ def test_demo_reseed_skips_and_force_is_deterministic(seeded, mailserver) -> Non
     address = report.manifest["mailboxes"][0]["address"]
     before = imap_inventory(mailserver, address)
     with Store(db) as store:
-        again = seed_demo(store, mailserver.state, **SMALL, progress=False)
+        folder = report.manifest_path.parent
+        again = seed_demo(store, mailserver.state, **SMALL, manifest_dir=folder, progress=False)
         assert again.skipped and again.messages == report.messages
         assert not any(r.changed for _, r in again.imports)
         assert imap_inventory(mailserver, address) == before
-        forced = seed_demo(store, mailserver.state, **SMALL, force=True, progress=False)
+        forced = seed_demo(
+            store, mailserver.state, **SMALL, force=True, manifest_dir=folder, progress=False
+        )
     assert not forced.skipped
     assert forced.manifest["message_ids_sha256"] == report.manifest["message_ids_sha256"]
     assert imap_inventory(mailserver, address) == before  # same Message-IDs, flags, folders
-    assert load_manifest(mailserver.state.root)["seed"] == SMALL["seed"]
+    assert load_manifest(folder)["seed"] == SMALL["seed"]
 
 
 # -- CLI ------------------------------------------------------------------------------------------

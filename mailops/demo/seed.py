@@ -164,6 +164,7 @@ def seed_demo(
     messages: int = 3000,
     force: bool = False,
     csv_dir: str | Path | None = None,
+    manifest_dir: str | Path | None = None,
     now: datetime | None = None,
     progress: bool = True,
 ) -> SeedReport:
@@ -172,7 +173,8 @@ def seed_demo(
 
     Skips the mail when the manifest says this seed is already there and Dovecot's counts
     match (FORCE expunges the demo mailboxes and seeds again). The directory import always
-    runs (it is idempotent)."""
+    runs (it is idempotent). The manifest (and by default the CSV exports) go to
+    MANIFEST_DIR, default the devserver directory, where ``mailops demo connect`` looks."""
     from tqdm import tqdm
 
     started = time.monotonic()
@@ -181,9 +183,10 @@ def seed_demo(
     else:
         state = running_devserver(root)
     company = build_company(seed, customers, now)
-    csv_path = Path(csv_dir) if csv_dir else Path(root, "demo-crm")
-    manifest_path = Path(root, MANIFEST)
-    previous = load_manifest(root)
+    folder = Path(manifest_dir or root)
+    csv_path = Path(csv_dir) if csv_dir else folder / "demo-crm"
+    manifest_path = folder / MANIFEST
+    previous = load_manifest(folder)
     same = (
         previous is not None
         and previous.get("seed") == seed
