@@ -571,3 +571,30 @@ def test_N1_new_inbound_customer_mail_notifies_the_owner(
         "SELECT n.user_id, n.customer_id, m.subject FROM notifications n JOIN messages m ON m.id = n.message_id"
     )
     assert rows.values.tolist() == [["u-sales", "c-a", "new"]]
+
+
+def test_S9_unlinked_activity_stays_unlinked_and_never_log_address(
+    store, settings, password_mailbox, mailserver
+):
+    from mailops.store.messages import unlink_activity
+    from mailops.store.sync import add_never_log
+
+    mb, pw = password_mailbox(owner="u-1")
+    add_customer(store, "c-a", "a@cust.test")
+    raw = make_msg("a@cust.test", mb.address, subject="unlink me")
+    append(mailserver, mb.address, pw, [raw])
+    sync_mailbox(store, settings, mb)
+    mid = store.scalar("SELECT id FROM messages")
+    assert unlink_activity(store, mid, "c-a", by="u-1")
+    append(mailserver, mb.address, pw, [raw], folder="Archive")  # seen again elsewhere
+    add_never_log(store, "address", "Private@Cust.test", user_id="u-1")
+    append(
+        mailserver,
+        mb.address,
+        pw,
+        [make_msg("a@cust.test", mb.address, cc=["private@cust.test"], subject="p")],
+    )
+    r = sync_mailbox(store, settings, mb)
+    assert reasons(store, r.run_id) == [("p", "never_log"), ("unlink me", "stored_customer")]
+    assert customer_activities(store, "c-a").empty
+    assert len(customer_activities(store, "c-a", include_unlinked=True)) == 1

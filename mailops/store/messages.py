@@ -37,6 +37,7 @@ __all__ = [
     "message_places",
     "record_message",
     "save_messages",
+    "unlink_activity",
 ]
 
 DEFAULT_ATTACHMENT_MAX = 10 * 1024 * 1024
@@ -325,6 +326,23 @@ def record_message(
             add_places(store, [PlaceRow(parsed.key, mailbox.id, folder, uidvalidity, uid)])
         add_activities(store, acts)
     return parsed.key
+
+
+def unlink_activity(
+    store: Store, message_id: str, customer_id: str, *, by: str | None = None
+) -> bool:
+    """S9: hide a stored message from a customer's activities. The row is kept (audit) and a
+    later sync does not link it again (activities are unique per message and customer)."""
+    n = store.scalar(
+        "SELECT count(*) FROM activities WHERE message_id = ? AND customer_id = ? AND unlinked_at IS NULL",
+        [message_id, customer_id],
+    )
+    if n:
+        store.execute(
+            "UPDATE activities SET unlinked_at = ?, unlinked_by = ? WHERE message_id = ? AND customer_id = ?",
+            [_now(), by, message_id, customer_id],
+        )
+    return bool(n)
 
 
 def customer_activities(

@@ -23,6 +23,7 @@ __all__ = [
     "LedgerRow",
     "add_folder_reports",
     "add_ledger",
+    "add_never_log",
     "allocate_run_ids",
     "audit",
     "audit_summary",
@@ -61,6 +62,22 @@ def directory_rows(store: Store) -> dict[str, Any]:
         "mailbox_addresses": mailbox_addresses,
         "never_log": never_log,
     }
+
+
+def add_never_log(store: Store, kind: str, value: str, user_id: str | None = None) -> None:
+    """S9: never log mail with this address (``kind='address'``) or for this customer
+    (``kind='customer'``), for one user or (``user_id=None``) for everyone."""
+    if kind not in ("address", "customer"):
+        raise ValueError(kind)
+    value = value.strip().lower() if kind == "address" else value
+    exists = store.scalar(
+        "SELECT count(*) FROM never_log WHERE kind = ? AND value = ? AND user_id IS NOT DISTINCT FROM ?",
+        [kind, value, user_id],
+    )
+    if not exists:
+        store.execute(
+            "INSERT INTO never_log (kind, value, user_id) VALUES (?, ?, ?)", [kind, value, user_id]
+        )
 
 
 # -- checkpoints ------------------------------------------------------------------------
