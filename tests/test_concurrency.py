@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from report_support import notebooks_path, scraps, synthetic_store
@@ -21,7 +22,7 @@ WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from mailops.store import Store
-    path, stop, hold = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+    path, stop, first = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
     store = Store(path, busy_timeout=60)
     n = 0
     while not stop.exists():
@@ -30,10 +31,14 @@ WRITER = textwrap.dedent(
                 "INSERT INTO sync_runs (mailbox_id, trigger, started_at, status) "
                 "VALUES (1, 'writer', now()::TIMESTAMP, 'ok')"
             )
-            time.sleep(hold)  # the write lock is held for the whole transaction
+            if n == 0:
+                Path(str(stop) + ".locked").touch()  # the test starts reading now
+            # the file is locked for the whole transaction: FIRST seconds the first time,
+            # then 50 ms each, like a sync committing batches
+            time.sleep(first if n == 0 else 0.05)
         store.release()  # what a sync does between batches: let readers in
         n += 1
-        time.sleep(0.01)
+        time.sleep(0.01)  # only a short gap before the next transaction
     print(n)
     """
 )
@@ -47,15 +52,19 @@ def db(tmp_path):
     return tmp_path / "busy.duckdb", runs
 
 
-def _writer(path, stop, hold: float) -> subprocess.Popen:
+def _writer(path, stop, first: float) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(stop), str(hold)],
+        [sys.executable, "-c", WRITER, str(path), str(stop), str(first)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.8)  # let it import and start writing
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    locked = Path(str(stop) + ".locked")
+    deadline = time.monotonic() + 60
+    while not locked.exists():  # wait until it holds the file
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the writer never started"
+        time.sleep(0.01)
     return proc
 
 
@@ -69,7 +78,7 @@ def _stop(proc: subprocess.Popen, stop) -> int:
 def test_R2_reader_queries_while_a_writer_commits(db, tmp_path):
     path, before = db
     stop = tmp_path / "stop"
-    proc = _writer(path, stop, hold=0.05)
+    proc = _writer(path, stop, first=0.05)
     reader = ReadStore(path, busy_timeout=30)
     seen = []
     try:
@@ -78,14 +87,14 @@ def test_R2_reader_queries_while_a_writer_commits(db, tmp_path):
             seen.append(reader.scalar("SELECT count(*) FROM sync_runs"))
     finally:
         written = _stop(proc, stop)
-    assert written >= 5 and len(seen) >= 5
+    assert written >= 2 and len(seen) >= 3
     assert seen == sorted(seen) and seen[-1] > before  # the reader saw the writer's commits
 
 
 def test_R2_reader_waits_for_a_long_write_then_succeeds(db, tmp_path):
     path, _ = db
     stop = tmp_path / "stop"
-    proc = _writer(path, stop, hold=1.5)  # one write transaction holds the file 1.5 s
+    proc = _writer(path, stop, first=3.0)  # the first write transaction holds the file 3 s
     try:
         t0 = time.monotonic()
         n = ReadStore(path, busy_timeout=30).scalar("SELECT count(*) FROM customers")
@@ -93,7 +102,7 @@ def test_R2_reader_waits_for_a_long_write_then_succeeds(db, tmp_path):
     finally:
         _stop(proc, stop)
     assert n == 4
-    assert waited < 10
+    assert 1.0 < waited < 30  # it did wait for the writer, then got in
 
 
 @pytest.mark.notebook
@@ -103,7 +112,7 @@ def test_R5_report_runs_while_a_sync_is_writing(db, tmp_path):
     settings = Settings.load(
         db=str(path), reports_dir=str(tmp_path / "reports"), notebooks_dir=str(notebooks_path())
     )
-    proc = _writer(path, stop, hold=0.05)
+    proc = _writer(path, stop, first=0.05)
     try:
         res = run_report("sync_audit", {"DAYS": 0}, settings=settings)
     finally:
