@@ -218,8 +218,15 @@ def _migrate(settings: Settings) -> None:
         raise ReportError(
             f"no store at {settings.db}", guidance="run `mailops db migrate` or a sync first"
         )
-    store = Store(settings.db)
-    store.close()
+    from mailops.reports import ReadStore
+
+    reader = ReadStore(settings.db)
+    try:
+        pending = reader.pending()
+    finally:
+        reader.close()
+    if pending:  # rare (an upgrade): only then compete with a running sync for the write lock
+        Store(settings.db).close()
 
 
 def run_report(
