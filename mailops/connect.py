@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -552,6 +554,38 @@ def load_demo_manifest(settings: Settings, store: Store | None = None) -> list[d
     return [{"user_id": uid, "address": email} for uid, email in rows if email in accounts]
 
 
+class DevicePhone:
+    """Device-code callback for the local devserver: shows the message, then -- standing in
+    for the user signing in on their phone -- approves the code on the token service from a
+    thread a moment later (the sign-in call is polling by then)."""
+
+    def __init__(
+        self,
+        state: Any,
+        address: str,
+        *,
+        delay: float = 0.5,
+        echo: Callable[[str], Any] = print,
+    ) -> None:
+        self.state, self.address, self.delay, self.echo = state, address, delay, echo
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, prompt: DeviceCodePrompt) -> None:
+        self.echo(f"[{self.address}] {prompt.message}")
+
+        def approve() -> None:
+            time.sleep(self.delay)
+            self.state.approve(prompt.user_code, self.address)
+
+        t = threading.Thread(target=approve, daemon=True)
+        self.threads.append(t)
+        t.start()
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join(timeout=5)
+
+
 def connect_demo_mailboxes(
     store: Store, settings: Settings, *, oauth_count: int = 1, approve_delay: float = 0.5
 ) -> Iterator[str]:
@@ -559,9 +593,6 @@ def connect_demo_mailboxes(
     through MSAL's device-code flow (a thread approves the code on the token service: the
     demo's stand-in for the user signing in on their phone), the rest with their password.
     Already connected mailboxes are left alone (safe to re-run)."""
-    import threading
-    import time as _time
-
     from mailops import devserver
     from mailops.errors import DevServerError
 
@@ -585,28 +616,14 @@ def connect_demo_mailboxes(
             oauth_left -= current.auth_kind == "oauth"
             yield f"{address}: already connected ({current.provider}, mailbox {current.id})"
             continue
-        use_oauth = oauth_left > 0
-        threads: list[threading.Thread] = []
-
-        def on_prompt(
-            prompt: DeviceCodePrompt,
-            address: str = address,
-            threads: list[threading.Thread] = threads,
-        ) -> None:
-            print(f"  [{address}] {prompt.message}", flush=True)
-
-            def phone() -> None:  # the user approving on their phone, a moment later
-                _time.sleep(approve_delay)
-                state.approve(prompt.user_code, address)
-
-            t = threading.Thread(target=phone, daemon=True)
-            threads.append(t)
-            t.start()
-
+        use_oauth = current.auth_kind == "oauth" if current is not None else oauth_left > 0
+        phone = DevicePhone(
+            state, address, delay=approve_delay, echo=lambda m: print(f"  {m}", flush=True)
+        )
         try:
             if use_oauth:
                 kwargs: dict[str, Any] = dict(
-                    provider="microsoft", device_code_callback=on_prompt, timeout=60.0
+                    provider="microsoft", device_code_callback=phone, timeout=60.0
                 )
             else:
                 if address not in passwords:
@@ -631,8 +648,7 @@ def connect_demo_mailboxes(
             yield f"{address}: FAILED {e.one_line()}"
             continue
         finally:
-            for t in threads:
-                t.join(timeout=5)
+            phone.join()
         if use_oauth:
             oauth_left -= 1
         how = "MSAL device code, XOAUTH2" if mb.auth_kind == "oauth" else "password"

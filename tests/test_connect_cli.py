@@ -210,3 +210,32 @@ def test_C1_demo_connect_every_demo_mailbox_one_through_oauth(
     assert main(["demo", "connect"]) == 0  # safe to re-run
     assert "already connected" in capsys.readouterr().out
     assert len(_mailboxes(settings)) == 2
+
+
+def test_C2_cli_devserver_approve_flag_stands_in_for_the_phone(
+    settings, mailserver, devserver_dir, capsys
+):
+    address, _pw = mailserver.new_user()
+    assert (
+        main(
+            [
+                "mailbox",
+                "connect",
+                address,
+                "--user",
+                "u-1",
+                "--provider",
+                "microsoft",
+                "--devserver",
+                "--approve",
+                "--timeout",
+                "20",
+            ]
+        )
+        == 0
+    )
+    assert f"connected {address}" in capsys.readouterr().out
+    assert (
+        main(["mailbox", "reconnect", address, "--devserver", "--approve", "--timeout", "20"]) == 0
+    )
+    assert _mailboxes(settings)[0].state == "connected"

@@ -51,6 +51,12 @@ def _endpoint_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--timeout", type=float, help="Give up the interactive sign-in after N seconds."
         ),
         click.option("--as", "actor", help="Who is doing this (C1: must be the mailbox owner)."),
+        click.option(
+            "--approve",
+            is_flag=True,
+            help="With --devserver: approve the device code on the local token service"
+            " (stands in for signing in on your phone).",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -98,6 +104,21 @@ def _device_prompt(prompt: Any) -> None:
     click.echo(prompt.message)
 
 
+def _prompt_for(opts: dict[str, Any], address: str, ctx: Context) -> Callable[[Any], None]:
+    """The device-code callback: print the message; with --devserver --approve also approve."""
+    if not opts.get("approve"):
+        return _device_prompt
+    if not opts.get("devserver"):
+        raise ConfigError("--approve only works with --devserver (the local token service)")
+    from mailops import devserver
+    from mailops.connect import DevicePhone
+
+    state = devserver.status(ctx.settings.devserver_dir)
+    if state is None:
+        raise ConfigError("no devserver running", guidance="mailops devserver start")
+    return DevicePhone(state, address.strip().lower(), echo=click.echo)
+
+
 def _browser(url: str) -> None:
     import webbrowser
 
@@ -140,7 +161,7 @@ def connect_cmd(ctx: Context, address: str, user_id: str, provider: str, **opts:
         address=address,
         password=password,
         method=method,
-        device_code_callback=_device_prompt,
+        device_code_callback=_prompt_for(opts, address, ctx),
         browser=_browser,
         devserver=opts["devserver"],
         overrides=overrides,
@@ -232,7 +253,7 @@ def reconnect_cmd(ctx: Context, ref: str, **opts: Any) -> None:
         mb,
         password=password,
         method=method,
-        device_code_callback=_device_prompt,
+        device_code_callback=_prompt_for(opts, mb.address, ctx),
         browser=_browser,
         devserver=opts["devserver"],
         overrides=overrides,
