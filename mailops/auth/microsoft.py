@@ -69,6 +69,12 @@ def make_app(
 
 
 def _blob(client_id: str, authority: str, cache: msal.SerializableTokenCache) -> str:
+    """The encrypted-at-rest form of the MSAL cache; expired access tokens are dropped first
+    (C5: an access token is never kept beyond its lifetime)."""
+    now = time.time()
+    for at in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+        if int(at.get("expires_on", 0)) <= now:
+            cache.remove_at(at)
     return json.dumps(
         {
             "kind": BLOB_KIND,
