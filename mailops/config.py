@@ -38,7 +38,7 @@ class Settings:
         "strict"  # S5: "strict" (default) skips mail with any ever-connected mailbox
     )
     max_message_bytes: int = 50 * 1024 * 1024  # S12: larger messages are skipped (too_large)
-    sync_parallel: int = 4  # S1: mailboxes synced at once (one connection each)
+    sync_parallel: int = 8  # S1: mailboxes synced at once (one connection each; server-bound)
     sync_retries: int = 3  # transient failures retried per sync, jittered exponential backoff
     sync_retry_base: float = 1.0  # seconds; first backoff step
     sync_memory_limit: str = "100MB"  # DuckDB buffer cap while syncing (flat RSS); "" = DuckDB default

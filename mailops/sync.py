@@ -156,11 +156,25 @@ class _Ctx:
     reports: list[dict[str, Any]] = field(default_factory=list)
 
 
+_SECRETS: dict[tuple[str, str], Any] = {}
+
+
+def _secret_store(settings: Settings) -> Any:
+    """One SecretStore per secrets folder (its key lookup may ask the OS keyring)."""
+    from mailops.secrets import SecretStore
+
+    key = (str(settings.secrets_path), settings.secret_key_file)
+    found = _SECRETS.get(key)
+    if found is None:
+        found = _SECRETS[key] = SecretStore(settings)
+    return found
+
+
 def _open(mailbox: Mailbox, settings: Settings, force_refresh: bool) -> Any:
     from mailops.auth import credentials_for
     from mailops.imap import open_imap
 
-    creds = credentials_for(mailbox, settings, force_refresh=force_refresh)
+    creds = credentials_for(mailbox, settings, _secret_store(settings), force_refresh=force_refresh)
     client = open_imap(
         mailbox, creds, timeout=settings.socket_timeout, ca_file=settings.ca_file or None
     )
