@@ -278,7 +278,7 @@ def run_report(
                 execution_timeout=timeout,
                 report_mode=False,
                 # ipykernel 7 warns on stderr about plain TCP on 127.0.0.1; keep the CLI quiet
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
         except pm.PapermillExecutionError as e:
             failure = ReportError(

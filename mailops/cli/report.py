@@ -77,15 +77,23 @@ def report(
     names = [i.name for i in report_notebooks(ctx.settings)] if all_ else [name or ""]
     given = dict(params)
     out = []
+    failed: list[ReportError] = []
     for n in names:
         if all_:
             known = next(i for i in report_notebooks(ctx.settings) if i.name == n).parameters
             these = {k: v for k, v in given.items() if k in known}
         else:
             these = given
-        res = run_report(
-            n, these, settings=ctx.settings, show_code=show_code, reports_dir=reports_dir
-        )
+        try:
+            res = run_report(
+                n, these, settings=ctx.settings, show_code=show_code, reports_dir=reports_dir
+            )
+        except ReportError as e:
+            if not all_:
+                raise
+            failed.append(e)  # --all: the other reports still run; the exit code tells
+            click.echo(e.one_line(), err=True)
+            continue
         out.append(res)
         if not as_json:
             click.echo(f"{n}: {res.html_path}  ({res.seconds:.1f}s)")
@@ -107,6 +115,8 @@ def report(
                 indent=2,
             )
         )
+    if failed:
+        raise ReportError(f"{len(failed)} of {len(names)} notebooks failed (see above)")
 
 
 def register(cli: click.Group) -> None:
