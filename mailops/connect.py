@@ -199,6 +199,9 @@ def connect_mailbox(
     probe = _probe_mailbox(address, ep)
     _release(store)  # the sign-in may take minutes (device code): don't hold the store lock
     if method == "password" or ep.auth_kind == "password":
+        if ep.imap_host and not ep.smtp_host:  # self-hosted: usually one host for both
+            ep = ep.with_overrides(smtp_host=ep.imap_host)
+            probe.smtp_host = ep.imap_host
         if not ep.imap_host or not ep.smtp_host:
             raise MailopsError(
                 "IMAP and SMTP hosts are needed for a password mailbox",

@@ -239,3 +239,28 @@ def test_C2_cli_devserver_approve_flag_stands_in_for_the_phone(
         main(["mailbox", "reconnect", address, "--devserver", "--approve", "--timeout", "20"]) == 0
     )
     assert _mailboxes(settings)[0].state == "connected"
+
+
+def test_C2_cli_google_over_devserver(settings, mailserver, devserver_dir, capsys):
+    address, _pw = mailserver.new_user()
+    assert (
+        main(
+            [
+                "mailbox",
+                "connect",
+                address,
+                "--user",
+                "u-1",
+                "--provider",
+                "google",
+                "--devserver",
+                "--approve",
+                "--timeout",
+                "20",
+            ]
+        )
+        == 0
+    )
+    [mb] = _mailboxes(settings)
+    assert mb.provider == "google" and mb.auth_kind == "oauth"
+    assert main(["mailbox", "test", address]) == 0

@@ -119,6 +119,20 @@ def _prompt_for(opts: dict[str, Any], address: str, ctx: Context) -> Callable[[A
     return DevicePhone(state, address.strip().lower(), echo=click.echo)
 
 
+def _browser_for(opts: dict[str, Any], ctx: Context) -> Callable[[str], None]:
+    """The browser of the auth-code flows; with --devserver --approve a stand-in that follows
+    the local token service's redirect (it signs the login_hint in at once)."""
+    if not (opts.get("approve") and opts.get("devserver")):
+        return _browser
+    from mailops import devserver
+    from mailops.auth.oauth import follow_locally
+
+    state = devserver.status(ctx.settings.devserver_dir)
+    if state is None:
+        raise ConfigError("no devserver running", guidance="mailops devserver start")
+    return lambda url: follow_locally(url, state.ca_file)
+
+
 def _browser(url: str) -> None:
     import webbrowser
 
@@ -162,7 +176,7 @@ def connect_cmd(ctx: Context, address: str, user_id: str, provider: str, **opts:
         password=password,
         method=method,
         device_code_callback=_prompt_for(opts, address, ctx),
-        browser=_browser,
+        browser=_browser_for(opts, ctx),
         devserver=opts["devserver"],
         overrides=overrides,
         actor_user_id=opts["actor"],
@@ -254,7 +268,7 @@ def reconnect_cmd(ctx: Context, ref: str, **opts: Any) -> None:
         password=password,
         method=method,
         device_code_callback=_prompt_for(opts, mb.address, ctx),
-        browser=_browser,
+        browser=_browser_for(opts, ctx),
         devserver=opts["devserver"],
         overrides=overrides,
         actor_user_id=opts["actor"],
