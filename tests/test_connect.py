@@ -364,3 +364,32 @@ def test_C4_sign_in_service_down_valid_cached_token_still_works(store, settings,
     result = test_mailbox(store, settings, mb.id, force_refresh=True)  # must reach the IdP
     assert result.problem.transient and not result.flipped
     assert result.problem.code == "server_unavailable"
+
+
+def test_C4_declined_or_unfinished_device_code_sign_in_stores_nothing(store, settings, mailserver):
+    address, _pw = mailserver.new_user()
+    ep = local_endpoints(mailserver, settings, "microsoft")
+    with pytest.raises(ConnectionProblem) as declined:
+        connect_mailbox(
+            store,
+            settings,
+            user_id="user-1",
+            provider="microsoft",
+            address=address,
+            endpoints=ep,
+            device_code_callback=lambda p: mailserver.approve(p.user_code, address, deny=True),
+        )
+    assert declined.value.code == "consent_required"
+    with pytest.raises(ConnectionProblem) as late:
+        connect_mailbox(
+            store,
+            settings,
+            user_id="user-1",
+            provider="microsoft",
+            address=address,
+            endpoints=ep,
+            device_code_callback=lambda p: None,
+            timeout=1.0,
+        )
+    assert late.value.code == "consent_required" and "in time" in late.value.message
+    assert mailboxes.all_mailboxes(store) == []
