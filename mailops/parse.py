@@ -329,10 +329,13 @@ def _attachments(msg: EmailMessage, warnings: list[str]) -> list[Attachment]:
     return out
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
-    """A stored message: headers, text, sanitized HTML, attachments. Never raises."""
+def parse_message(raw: bytes, headers: HeaderInfo | None = None) -> ParsedMessage:
+    """A stored message: headers, text, sanitized HTML, attachments. Never raises.
+
+    HEADERS, when the caller already parsed this message's header block (the sync did, to
+    decide), is reused instead of parsed again."""
     raw = raw or b""
-    headers = parse_headers_fast(split_header(raw))
+    headers = headers if headers is not None else parse_headers_fast(split_header(raw))
     warnings = list(headers.warnings)
     parsed = ParsedMessage(
         key=message_key(headers.message_id_header, raw) or "sha256:" + content_hash(raw),

@@ -450,6 +450,7 @@ def _sync_batch(
     with ctx.gate:
         known = existing_ids(ctx.store, [s[3] for s in wanted if s[3]])
     need_body = [s[0] for s in wanted if not s[3] or s[3] not in known]
+    header_of = {s[0]: s[1] for s in wanted}
     parsed: dict[int, tuple[ParsedMessage, bytes]] = {}
     if need_body:
         bodies = _fetch(client, need_body, FETCH_BODY)
@@ -457,7 +458,7 @@ def _sync_batch(
             raw = (bodies.get(uid) or {}).get(BODY_KEY)
             if raw is None:
                 continue
-            p = parse_message(bytes(raw))
+            p = parse_message(bytes(raw), header_of.get(uid))
             parsed[uid] = (p, bytes(raw))
 
     places: list[PlaceRow] = []
