@@ -408,12 +408,15 @@ def record_failure(
 ) -> bool:
     """Count a failure against MAILBOX (a Mailbox or its id). Returns True when the state flipped
     to problematic now. Transient faults flip only once ``budget`` consecutive failures have
-    been recorded; permanent ones flip at once. A disconnected mailbox is left alone."""
+    been recorded; permanent ones flip at once. A disconnected mailbox is left alone, and a
+    transient fault never replaces the reason of an already problematic mailbox."""
     from mailops.store import mailboxes
 
     mb_id, state, failures = _mailbox_row(store, mailbox)
     if state == "disconnected":
         return False
+    if state == "problematic" and problem.transient:
+        return False  # keep the recorded (permanent or budget-exhausting) reason
     code = problem.code if problem.code in REASONS else "unknown"
     message = problem.message
     with store.transaction():

@@ -268,3 +268,15 @@ def test_C3_disconnected_mailbox_is_not_flipped(store):
     mailboxes.set_state(store, mb.id, "disconnected")
     assert record_failure(store, mb, classify(LoginError("b'[AUTHENTICATIONFAILED] x'"))) is False
     assert mailboxes.get(store, mb.id).state == "disconnected"
+
+
+def test_C4_transient_fault_does_not_overwrite_a_recorded_problem(store):
+    mb = _mailbox(store)
+    record_failure(store, mb, classify({"error": "invalid_grant"}))
+    for _ in range(5):
+        assert record_failure(store, mb, classify(TimeoutError("timed out")), budget=1) is False
+    got = mailboxes.get(store, mb.id)
+    assert got.problem_code == "token_revoked"
+    # a different permanent reason is recorded (the newest refusal is what IT must fix)
+    record_failure(store, mb, classify(LoginError("b'[AUTHENTICATIONFAILED] x'")))
+    assert mailboxes.get(store, mb.id).problem_code == "auth_failed"
