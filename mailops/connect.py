@@ -49,7 +49,10 @@ class TestResult:
 
     def line(self) -> str:
         if self.ok:
-            return f"{self.mailbox.address}: ok (IMAP and SMTP logins work)"
+            line = f"{self.mailbox.address}: ok (IMAP and SMTP logins work)"
+            if self.mailbox.state == "problematic":  # C3: only reconnect resumes syncing
+                line += f"; still problematic ({self.mailbox.problem_code}) until reconnected"
+            return line
         assert self.problem is not None
         return f"{self.mailbox.address}: {self.problem.one_line()}"
 
