@@ -120,6 +120,9 @@ def test_C4_wrong_password_makes_mailbox_problematic(store, settings, mailserver
     result = test_mailbox(store, settings, mb.id)
     assert not result.ok and result.flipped and result.problem.code == "auth_failed"
     assert mailboxes.get(store, mb.id).state == "problematic"
+    SecretStore(settings).put(mb.secret_ref, password)  # works again, but C3: only reconnect
+    again = test_mailbox(store, settings, mb.id)
+    assert again.ok and again.mailbox.state == "problematic" and "until reconnected" in again.line()
 
 
 def test_C1_wrong_password_connect_stores_nothing(store, settings, mailserver):
