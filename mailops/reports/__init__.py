@@ -241,7 +241,7 @@ class Table:
     def _repr_html_(self) -> str:
         if self.df.empty:
             return "<p><em>nothing to show</em></p>"
-        df = self.df.head(self.rows) if self.rows else self.df
+        df = _readable(self.df.head(self.rows) if self.rows else self.df)
         more = len(self.df) - len(df)
         note = f"<p><em>{len(df)} of {len(self.df)} rows shown</em></p>" if more > 0 else ""
         return df.to_html(index=False, escape=True, na_rep="", border=0) + note
@@ -273,3 +273,12 @@ def glue(name: str, value: Any) -> None:
         metadata={"scrapbook": {"name": name, "data": True, "display": False}},
         raw=True,
     )
+
+
+def _readable(df: pd.DataFrame) -> pd.DataFrame:
+    """Times to the second, missing values blank: what a person reads in the report."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].dt.strftime("%Y-%m-%d %H:%M:%S")
+    return out.astype(object).where(out.notna(), "")
