@@ -199,7 +199,15 @@ def render_html(ipynb: Path, html: Path | None = None, *, show_code: bool = Fals
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
-    title = ipynb.parent.name.replace("_", " ") + " " + ipynb.stem
+    heading = next(
+        (
+            c.source.strip().splitlines()[0].lstrip("# ")
+            for c in nb.cells
+            if c.cell_type == "markdown" and c.source.strip()
+        ),
+        ipynb.parent.name.replace("_", " "),
+    )
+    title = f"{heading} - {ipynb.stem}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -86,7 +87,12 @@ def report(
             these = given
         try:
             res = run_report(
-                n, these, settings=ctx.settings, show_code=show_code, reports_dir=reports_dir
+                n,
+                these,
+                settings=ctx.settings,
+                show_code=show_code,
+                reports_dir=reports_dir,
+                progress=sys.stderr.isatty(),  # papermill's tqdm bar, cell by cell
             )
         except ReportError as e:
             if not all_:
