@@ -94,3 +94,25 @@ def test_S1_sync_of_a_problematic_mailbox_is_one_line(store, settings, password_
     assert code != 0
     assert err.startswith("error [not_connected]") and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_sync_and_audit_commands_are_documented_with_help():
+    from pathlib import Path
+
+    from mailops.cli import cli
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    block = readme.split("<!-- section:cli-sync -->")[1].split("<!-- /section:cli-sync -->")[0]
+    for name in ("sync", "audit"):
+        cmd = cli.commands[name]
+        assert cmd.help and f"`mailops {name}" in block
+        for p in cmd.params:
+            if getattr(p, "hidden", False) or not getattr(p, "opts", None):
+                continue
+            flag = (
+                next(o for o in p.opts if o.startswith("--"))
+                if any(o.startswith("--") for o in p.opts)
+                else None
+            )
+            if flag:
+                assert flag in block, f"{name} {flag} missing from README cli-sync"
