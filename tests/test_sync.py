@@ -598,3 +598,21 @@ def test_S9_unlinked_activity_stays_unlinked_and_never_log_address(
     assert reasons(store, r.run_id) == [("p", "never_log"), ("unlink me", "stored_customer")]
     assert customer_activities(store, "c-a").empty
     assert len(customer_activities(store, "c-a", include_unlinked=True)) == 1
+
+
+def test_C4_network_failures_are_retried_with_backoff_then_counted(
+    store, settings, password_mailbox
+):
+    from mailops.devserver import free_port
+
+    mb, _ = password_mailbox()
+    mailboxes.update(store, mb.id, imap_port=free_port())  # nothing listens there
+    waits: list[float] = []
+    quick = dataclasses.replace(settings, sync_retries=3, sync_retry_base=0.01)
+    r = sync_mailbox(store, quick, mb, sleep=waits.append)
+    assert (r.status, r.error_code, r.problematic) == ("failed", "network", False)
+    assert len(waits) == 2 and all(0 <= w <= 0.02 for w in waits)  # jittered exponential
+    assert mailboxes.get(store, mb.id).state == "connected"  # transient: not at once (C4)
+    for _ in range(2):
+        r = sync_mailbox(store, quick, mb, sleep=waits.append)
+    assert r.problematic and mailboxes.get(store, mb.id).state == "problematic"
