@@ -86,6 +86,7 @@ def headless_connect(
     address: str,
     login_from_env: str = "",
     devserver: bool = False,
+    approve_on_devserver: bool = False,
     device_code_callback: Callable[[DeviceCodePrompt], Any] | None = None,
     browser: Browser | None = None,
     timeout: float | None = None,
@@ -106,6 +107,8 @@ def headless_connect(
             )
         password = os.environ[login_from_env]
     try:
+        if devserver and approve_on_devserver and provider != "generic":
+            device_code_callback, browser = devserver_stand_ins(settings, address)
         with _store(settings) as store:
             mb = connect_mailbox(
                 store,
@@ -129,6 +132,23 @@ def headless_connect(
         "connected",
         mb.id,
     )
+
+
+def devserver_stand_ins(
+    settings: Settings, address: str, echo: Callable[[str], Any] = print
+) -> tuple[Callable[[DeviceCodePrompt], Any], Browser]:
+    """(device-code callback, browser) that complete a sign-in on the local devserver: the
+    stand-ins for the user's phone and browser (demo, tests). Never for real providers."""
+    from mailops import devserver
+    from mailops.auth.oauth import follow_locally
+    from mailops.connect import DevicePhone
+    from mailops.errors import DevServerError
+
+    state = devserver.status(settings.devserver_dir)
+    if state is None:
+        raise DevServerError("no devserver running", guidance="mailops devserver start")
+    phone = DevicePhone(state, address.strip().lower(), echo=echo)
+    return phone, (lambda url: follow_locally(url, state.ca_file))
 
 
 def _print_prompt(prompt: DeviceCodePrompt) -> None:
@@ -159,8 +179,11 @@ class ConnectPanel:
         browser: Browser | None = None,
         endpoint_overrides: dict[str, Any] | None = None,
         timeout: float | None = None,
+        approve_on_devserver: bool = False,
     ) -> None:
         self.settings = settings or Settings.load()
+        self.approve_on_devserver = devserver and approve_on_devserver
+        self._acting = address
         self.user_id = user_id
         self.devserver = devserver
         self.device_code_hook = device_code_hook
@@ -258,6 +281,13 @@ class ConnectPanel:
         )
         if self.device_code_hook is not None:
             self.device_code_hook(prompt)
+        elif self.approve_on_devserver:
+            devserver_stand_ins(self.settings, self._acting, echo=lambda _m: None)[0](prompt)
+
+    def _browser(self) -> Browser | None:
+        if self.browser is None and self.approve_on_devserver:
+            return devserver_stand_ins(self.settings, self._acting)[1]
+        return self.browser
 
     def refresh(self, select: int | None = None) -> pd.DataFrame:
         frame = mailbox_frame(self.settings, self.user_id)
@@ -288,6 +318,7 @@ class ConnectPanel:
         self._say(True, "signing in ...")
         password = self.password.value or None
         self.password.value = ""  # never kept in the widget state
+        self._acting = self.address.value
         try:
             with _store(self.settings) as store:
                 mb = connect_mailbox(
@@ -298,7 +329,7 @@ class ConnectPanel:
                     address=self.address.value,
                     password=password,
                     device_code_callback=self._show_prompt,
-                    browser=self.browser,
+                    browser=self._browser(),
                     devserver=self.devserver,
                     overrides=self._overrides(),
                     timeout=self.timeout,
@@ -340,15 +371,18 @@ class ConnectPanel:
                         True, f"removed {mb.address}; stored emails kept", "disconnected", mb.id
                     )
                 else:
+                    from mailops.store import mailboxes
+
                     password = self.password.value or None
                     self.password.value = ""
+                    self._acting = mailboxes.get(store, int(mailbox_id)).address
                     mb = reconnect_mailbox(
                         store,
                         self.settings,
                         int(mailbox_id),
                         password=password,
                         device_code_callback=self._show_prompt,
-                        browser=self.browser,
+                        browser=self._browser(),
                         devserver=self.devserver,
                         overrides=self.endpoint_overrides or None,
                         actor_user_id=self.user_id,

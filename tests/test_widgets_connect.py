@@ -166,3 +166,44 @@ def test_R1_notebook_widget_mode_renders_the_panel(settings, mailserver, devserv
     assert (
         "application/vnd.jupyter.widget-view+json" in text and '"output_type": "error"' not in text
     )
+
+
+def test_R1_widget_on_devserver_with_stand_in_approval(settings, mailserver, devserver_env):
+    import dataclasses
+
+    settings = dataclasses.replace(settings, devserver_dir=mailserver.root)
+    address, _pw = mailserver.new_user()
+    panel = ConnectPanel(
+        settings,
+        user_id="u-1",
+        provider="microsoft",
+        address=address,
+        devserver=True,
+        approve_on_devserver=True,
+        timeout=20,
+    )
+    first = panel.on_connect()
+    assert first.ok, first.line
+    assert panel.on_reconnect().ok
+    g, _ = mailserver.new_user()
+    panel.provider.value, panel.address.value = "google", g
+    assert panel.on_connect().ok
+
+
+def test_R1_notebook_headless_google_with_devserver_approve(
+    settings, mailserver, devserver_env, tmp_path
+):
+    address, _pw = mailserver.new_user()
+    _run(
+        tmp_path,
+        USER_ID="u-nb",
+        PROVIDER="google",
+        ADDRESS=address,
+        MODE="headless",
+        DEVSERVER=True,
+        DEVSERVER_APPROVE=True,
+        TIMEOUT=30.0,
+    )
+    with Store(settings.db) as s:
+        [mb] = mailboxes.all_mailboxes(s, owner="u-nb")
+    assert mb.provider == "google" and mb.state == "connected"
