@@ -4,8 +4,9 @@ Each mailbox has its own next-due time. After a sync the next one is a random in
 ``[sync_interval_min, sync_interval_max]`` minutes; a throttled mailbox waits at least what
 the server suggested; failures double the wait (capped at 4 h); mailboxes with no new mail
 for several runs in a row stretch it by half each time (capped at 2x the maximum). Due
-mailboxes are synced together (``sync_all``: bounded parallelism, one connection each); the
-store is released between rounds so reports can read.
+mailboxes are synced together (``sync_all``: bounded parallelism, one connection each) and
+their logged-in sessions are kept for the next round (``SessionPool``); the store is
+released between rounds so reports can read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from mailops.config import Settings
 from mailops.store import Store
 from mailops.store import mailboxes as mailbox_store
-from mailops.sync import SyncResult, sync_all
+from mailops.sync import SessionPool, SyncResult, sync_all
 
 __all__ = ["Scheduler"]
 
@@ -43,6 +44,7 @@ class Scheduler:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     states: dict[int, _State] = field(default_factory=dict)
+    pool: SessionPool = field(default_factory=SessionPool)  # sessions kept between rounds
 
     def interval(self, result: SyncResult) -> float:
         """Seconds until MAILBOX's next sync, given its last result."""
@@ -62,6 +64,7 @@ class Scheduler:
         live = {mb.id for mb in mailbox_store.all_mailboxes(self.store, states=("connected",))}
         for gone in set(self.states) - live:
             del self.states[gone]
+            self.pool.close_one(gone)
         for mb_id in live:
             self.states.setdefault(mb_id, _State(now))  # new mailboxes are due at once
         return sorted(i for i in live if self.states[i].due <= now)
@@ -71,7 +74,9 @@ class Scheduler:
         if not ids:
             return []
         todo = [mailbox_store.get(self.store, i) for i in ids]
-        results = sync_all(self.store, self.settings, mailboxes=todo, trigger="schedule")
+        results = sync_all(
+            self.store, self.settings, mailboxes=todo, trigger="schedule", pool=self.pool
+        )
         now = self.clock()
         for r in results:
             self.states.setdefault(r.mailbox_id, _State(now)).due = now + self.interval(r)
@@ -88,11 +93,14 @@ class Scheduler:
     ) -> None:
         """Sync due mailboxes forever (or MAX_ROUNDS rounds); Ctrl-C stops it."""
         rounds = 0
-        while max_rounds is None or rounds < max_rounds:
-            self.run_once(on_result)
-            rounds += 1
-            if max_rounds is not None and rounds >= max_rounds:
-                break
-            upcoming = [s.due for s in self.states.values()]
-            wait = min(upcoming) - self.clock() if upcoming else POLL_S
-            self.sleep(max(0.5, min(POLL_S, wait)))
+        try:
+            while max_rounds is None or rounds < max_rounds:
+                self.run_once(on_result)
+                rounds += 1
+                if max_rounds is not None and rounds >= max_rounds:
+                    break
+                upcoming = [s.due for s in self.states.values()]
+                wait = min(upcoming) - self.clock() if upcoming else POLL_S
+                self.sleep(max(0.5, min(POLL_S, wait)))
+        finally:
+            self.pool.close()

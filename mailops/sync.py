@@ -50,7 +50,7 @@ from mailops.store.messages import (
     save_messages,
 )
 
-__all__ = ["SyncResult", "sync_all", "sync_mailbox", "window_start"]
+__all__ = ["SessionPool", "SyncResult", "sync_all", "sync_mailbox", "window_start"]
 
 log = logging.getLogger(__name__)
 
@@ -542,12 +542,75 @@ def _sync_batch(
         ctx.progress(len(ledger))
 
 
-def _run_folders(ctx: _Ctx) -> None:
+class SessionPool:
+    """Logged-in IMAP sessions kept between scheduler rounds (one per mailbox, S1).
+
+    A login costs the server far more than a LIST-STATUS; the ``--watch`` scheduler keeps
+    each mailbox's session open, so a round with no new mail is one round trip per mailbox.
+    A session the server has dropped meanwhile is replaced transparently.
+    """
+
+    def __init__(self) -> None:
+        self._clients: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def take(self, mailbox_id: int) -> Any | None:
+        with self._lock:
+            return self._clients.pop(mailbox_id, None)
+
+    def give(self, mailbox_id: int, client: Any) -> None:
+        with self._lock:
+            old = self._clients.pop(mailbox_id, None)
+            self._clients[mailbox_id] = client
+        if old is not None and old is not client:
+            _close(old)
+
+    def close_one(self, mailbox_id: int) -> None:
+        client = self.take(mailbox_id)
+        if client is not None:
+            _close(client)
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            _close(c)
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+_DROPPED = (OSError, EOFError)
+
+
+def _start_session(ctx: _Ctx, pool: SessionPool | None) -> tuple[Any, list[Any], dict[str, Any]]:
+    """A logged-in client (pooled when possible) and its folder listing with counters."""
+    client = pool.take(ctx.mailbox.id) if pool is not None else None
+    if client is not None:
+        try:
+            ctx.condstore = b"CONDSTORE" in {c.upper() for c in client.capabilities()}
+            listing, statuses = _list_with_status(client, ctx.condstore)
+            return client, listing, statuses
+        except Exception as e:  # noqa: BLE001 - a stale pooled session: log in again
+            if not isinstance(e, _DROPPED) and "imap" not in type(e).__module__.lower():
+                raise
+            log.debug("%s: pooled session dropped (%s); logging in", ctx.mailbox.address, e)
+            _close(client)
     client = _connect(ctx.mailbox, ctx.settings)
+    caps = {c.upper() for c in client.capabilities()}
+    ctx.condstore = b"CONDSTORE" in caps
     try:
-        caps = {c.upper() for c in client.capabilities()}
-        ctx.condstore = b"CONDSTORE" in caps
         listing, statuses = _list_with_status(client, ctx.condstore)
+        return client, listing, statuses
+    except BaseException:
+        _close(client)
+        raise
+
+
+def _run_folders(ctx: _Ctx, pool: SessionPool | None = None) -> None:
+    client, listing, statuses = _start_session(ctx, pool)
+    ok = False
+    try:
         folders = choose_folders(listing, ctx.mailbox.folders)
         if ctx.batches:  # a retry: re-read what the committed batches checkpointed
             with ctx.gate:
@@ -556,8 +619,18 @@ def _run_folders(ctx: _Ctx) -> None:
             _sync_folder(
                 ctx, client, folder, ctx.checkpoints.get(folder.name), statuses.get(folder.name)
             )
+        ok = True
     finally:
-        _close(client)
+        if ok and pool is not None:
+            if ctx.result.folders_changed:  # leave no folder selected (fresh STATUS next time)
+                try:
+                    client.unselect_folder()
+                except Exception:  # noqa: BLE001 - then the session is not worth keeping
+                    _close(client)
+                    return
+            pool.give(ctx.mailbox.id, client)
+        else:
+            _close(client)
 
 
 class _Book:
@@ -658,6 +731,7 @@ def sync_mailbox(
     directory: Directory | None = None,
     gate: _Gate | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    pool: SessionPool | None = None,
     _book: _Book | None = None,
 ) -> SyncResult:
     """Sync one connected mailbox; never raises for mailbox problems (they are in the result)."""
@@ -707,7 +781,7 @@ def sync_mailbox(
         ctx.reports = []
         result.folders = result.folders_changed = 0
         try:
-            _run_folders(ctx)
+            _run_folders(ctx, pool)
             problem = None
             break
         except ConnectionProblem as p:
@@ -749,8 +823,12 @@ def sync_all(
     trigger: str = "manual",
     progress: ProgressFn | None = None,
     parallel: int | None = None,
+    pool: SessionPool | None = None,
 ) -> list[SyncResult]:
-    """Sync every connected mailbox (or MAILBOXES), several at once, one connection each."""
+    """Sync every connected mailbox (or MAILBOXES), several at once, one connection each.
+
+    POOL keeps the sessions open for the next call (the scheduler); without it each
+    mailbox logs in and out."""
     gate = _Gate()
     with gate:
         todo = (
@@ -774,14 +852,15 @@ def sync_all(
             progress=progress,
             directory=directory,
             gate=gate,
+            pool=pool,
             _book=book,
         )
 
     try:
         if workers == 1:
             return [one(mb) for mb in todo]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
-            return list(pool.map(one, todo))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as threads:
+            return list(threads.map(one, todo))
     finally:
         book.flush()
 

@@ -528,6 +528,15 @@ def test_S1_scheduler_round_syncs_due_mailboxes(store, settings, password_mailbo
     again = sch.run_once()
     assert [r.examined for r in again] == [0]
     assert store.scalar("SELECT trigger FROM sync_runs ORDER BY id DESC LIMIT 1") == "schedule"
+    assert len(sch.pool) == 1  # the session is kept between rounds
+    append(mailserver, mb.address, pw, [make_msg("a@cust.test", mb.address, subject="later")])
+    clock[0] += 31 * 60
+    assert [r.stored for r in sch.run_once()] == [1]  # on the pooled session
+    mailserver.doveadm("kick", mb.address)  # the server drops the session
+    append(mailserver, mb.address, pw, [make_msg("a@cust.test", mb.address, subject="after kick")])
+    clock[0] += 31 * 60
+    assert [(r.status, r.stored) for r in sch.run_once()] == [("ok", 1)]
+    sch.pool.close()
 
 
 def test_S1_one_round_trip_lists_folders_with_their_status(
