@@ -217,7 +217,20 @@ def seed(store: Store, now: datetime) -> Synthetic:
             [sara, at(2, 10)],
         )
 
-        # sync runs, folder reports and the ledger
+        # sync runs, folder reports and the ledger. Yesterday Sara's INBOX listing held 2
+        # messages (the baseline: before the window); today it holds 10, but the ledger
+        # examined only 7 in between: one message is unexplained (flagged).
+        yesterday = now - timedelta(days=1, hours=2)
+        sara0 = store.scalar(
+            "INSERT INTO sync_runs (mailbox_id, trigger, started_at, finished_at, status,"
+            " examined, duration_s) VALUES (?, 'schedule', ?, ?, 'ok', 0, 1.0) RETURNING id",
+            [syn.mailboxes["sara@corp.test"], yesterday, yesterday + timedelta(seconds=1)],
+        )
+        store.execute(
+            "INSERT INTO sync_folder_reports (run_id, mailbox_id, folder, uidvalidity, server_messages,"
+            " reported_at) VALUES (?, ?, 'INBOX', 1, 2, ?)",
+            [sara0, syn.mailboxes["sara@corp.test"], yesterday],
+        )
         for addr, status, examined, stored, skipped, err in [
             ("sara@corp.test", "ok", 10, 7, 3, None),
             ("sam@corp.test", "ok", 2, 1, 1, None),
@@ -287,12 +300,11 @@ def seed(store: Store, now: datetime) -> Synthetic:
         store.execute(
             "UPDATE audit_ledger SET from_addr = m.from_addr FROM messages m WHERE m.id = audit_ledger.message_id"
         )
-        # server holds one INBOX message more than Sara's ledger examined: a flagged gap
         store.executemany(
             "INSERT INTO sync_folder_reports (run_id, mailbox_id, folder, uidvalidity, server_messages,"
             " examined, stored, skipped, reported_at) VALUES (?,?,?,1,?,?,?,?,?)",
             [
-                (sara_run, sara, "INBOX", 8, 7, 4, 3, now - timedelta(hours=2)),
+                (sara_run, sara, "INBOX", 10, 7, 4, 3, now - timedelta(hours=2)),
                 (sara_run, sara, "Sent", 3, 3, 3, 0, now - timedelta(hours=2)),
                 (sam_run, sam, "INBOX", 2, 2, 1, 1, now - timedelta(hours=2)),
             ],
@@ -306,7 +318,7 @@ def seed(store: Store, now: datetime) -> Synthetic:
         "responses": {("c1", "a1@buyer.test"): [3.5, 24.0], ("c3", "c1@south.test"): [0.5]},
         "waiting": ["c2"],  # c4 waits only 1 day
         "problematic": {"sue@corp.test": "token_revoked"},
-        "flagged_days": 1,
+        "flagged_days": 2,  # Sara today (1 unexplained), Sue (failed run, no listing)
     }
     return syn
 

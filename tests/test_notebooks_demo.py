@@ -140,3 +140,14 @@ def test_R4_demo_problematic_mailbox_listed_with_its_reason(demo):
     assert got["problematic"] == {demo["broken"]: "auth_failed"}
     html = demo["problematic_accounts"].html_path.read_text()
     assert demo["broken"] in html and "app password" in html  # IT guidance for auth_failed
+
+
+def test_R2_demo_reconciliation_flags_only_the_failed_mailbox(demo, scope):
+    """After one real sync every folder is at its baseline (older mail is outside the
+    window, by design): only the mailbox whose run failed has no listing, so is flagged."""
+    got = scraps(demo["sync_audit"].ipynb_path)["flagged_days"]
+    df = audit.reconciliation(scope)
+    assert got == int(df["flagged"].sum()) == 1
+    assert list(df[df["flagged"]]["mailbox"]) == [demo["broken"]]
+    ok = df[~df["flagged"]]
+    assert (ok["baseline_folders"] == ok["folders"]).all() and (ok["unexplained"] == 0).all()

@@ -38,10 +38,11 @@ def test_R2_counts_by_reason(syn, scope):
 
 def test_R2_runs_have_duration_and_counts(syn, scope):
     _, s = syn
-    runs = audit.runs(scope).set_index("mailbox")
-    assert runs.loc["sara@corp.test", "duration_s"] == 3.0
-    assert runs.loc["sara@corp.test", "stored"] == 7
-    assert runs.loc["sue@corp.test", "error_code"] == "token_revoked"
+    runs = audit.runs(scope).set_index("run_id")
+    assert len(runs) == 4  # Sara's run yesterday, and today's three
+    sara = runs.loc[s.runs["sara@corp.test"]]
+    assert (sara["mailbox"], sara["duration_s"], sara["stored"]) == ("sara@corp.test", 3.0, 7)
+    assert runs.loc[s.runs["sue@corp.test"], "error_code"] == "token_revoked"
     one = audit.runs(scope, run_id=s.runs["sam@corp.test"])
     assert list(one["mailbox"]) == ["sam@corp.test"]
 
@@ -84,13 +85,45 @@ def test_S11_emails_stored_for_a_customer_and_from_which_mailbox(scope):
 
 def test_R2_reconciliation_flags_the_gap(syn, scope):
     _, s = syn
-    df = audit.reconciliation(scope).set_index("mailbox")
-    sara = df.loc["sara@corp.test"]
-    assert (sara["server_messages"], sara["ledger_examined"], sara["gap"]) == (11, 10, 1)
-    assert sara["flagged"]
-    assert not df.loc["sam@corp.test", "flagged"]
-    assert df.loc["sue@corp.test", "flagged"]  # failed run: no listing to reconcile
-    assert "token_revoked" in df.loc["sue@corp.test", "note"]
+    df = audit.reconciliation(scope)
+    today = df[df["last_run"] == s.runs["sara@corp.test"]].iloc[0]
+    # INBOX: 2 on the server yesterday, 10 today, 7 examined in between -> 1 unexplained
+    assert (today["server_messages"], today["ledger_examined"]) == (13, 10)
+    assert (today["unexplained"], today["baseline_folders"]) == (1, 1)  # Sent: first listing
+    assert today["flagged"] and "1 new on the server but never examined" in today["note"]
+    yesterday = df[(df["mailbox"] == "sara@corp.test") & (df["last_run"] != today["last_run"])]
+    assert not yesterday["flagged"].iloc[0]  # baseline: mail before the window, by design
+    assert "older than the window" in yesterday["note"].iloc[0]
+    by_box = df.drop_duplicates("mailbox").set_index("mailbox")
+    assert not by_box.loc["sam@corp.test", "flagged"]  # first listing, all examined
+    assert by_box.loc["sue@corp.test", "flagged"]  # failed run: no listing to reconcile
+    assert "token_revoked" in by_box.loc["sue@corp.test", "note"]
+    assert int(df["flagged"].sum()) == s.expected["flagged_days"]
+
+
+def test_R2_reconciliation_counts_removed_mail(syn, scope):
+    store, s = syn
+    run = s.runs["sam@corp.test"]
+    store.execute("UPDATE sync_folder_reports SET server_messages = 0 WHERE run_id = ?", [run])
+    earlier = store.scalar(  # an earlier run (run ids grow with time, as the sync makes them)
+        "INSERT INTO sync_runs (id, mailbox_id, trigger, started_at, status)"
+        " VALUES (0, ?, 'x', ?, 'ok') RETURNING id",
+        [s.mailboxes["sam@corp.test"], s.now - timedelta(days=3)],
+    )
+    store.execute(
+        "INSERT INTO sync_folder_reports (run_id, mailbox_id, folder, uidvalidity, server_messages)"
+        " VALUES (?, ?, 'INBOX', 1, 0)",
+        [earlier, s.mailboxes["sam@corp.test"]],
+    )
+    try:
+        row = audit.reconciliation(scope).set_index("last_run").loc[run]
+        # 0 before, 2 examined since, 0 on the server now: two were deleted there (S7)
+        assert (row["removed"], row["unexplained"], row["flagged"]) == (2, 0, False)
+        assert "2 removed or moved away" in row["note"]
+    finally:
+        store.execute("DELETE FROM sync_folder_reports WHERE run_id = ?", [earlier])
+        store.execute("DELETE FROM sync_runs WHERE id = ?", [earlier])
+        store.execute("UPDATE sync_folder_reports SET server_messages = 2 WHERE run_id = ?", [run])
 
 
 def test_R2_export_csv_and_parquet(scope, tmp_path):

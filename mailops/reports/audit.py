@@ -186,12 +186,21 @@ def customer_emails(scope: Scope, customer: str) -> pd.DataFrame:
 
 def reconciliation(scope: Scope) -> pd.DataFrame:
     """Per mailbox per day: what the server held at the day's last sync (the folders'
-    message counts) against the distinct messages the ledger has examined in those folders
-    (same UIDVALIDITY) up to that run. ``gap`` > 0: messages on the server the ledger never
-    looked at (older than the backfill window, or missed); < 0: messages removed on the
-    server after they were examined (S7). Flagged when the gap is not zero, or when the
-    day's last run got no listing from the server (it failed)."""
-    sql, params = where(_mailbox_scope(scope), scope.period("r.started_at"))
+    message counts from that run's listing) against what the ledger examined.
+
+    The sync never lists messages older than its window (S2), so the first listing of a
+    folder is the *baseline*: its surplus over the ledger is mail before the window, by
+    design. From then on every message that appears on the server must be examined: per
+    folder (same UIDVALIDITY) ``(server now - server at the previous listing) - messages the
+    ledger examined in between``; what is above zero is ``unexplained`` (new on the server,
+    never examined: flagged), what is below is ``removed`` (deleted or moved away on the
+    server; they stay stored, S7). A day whose last run got no listing (it failed) is flagged too.
+    ``not_examined`` is the running total: server count minus distinct messages examined."""
+    sql, params = where(
+        _mailbox_scope(scope),
+        ("r.status <> 'running'", []),
+        (("r.started_at < ?", [scope.until]) if scope.until is not None else ("TRUE", [])),
+    )
     df = scope.store.query(
         "WITH last_run AS ("
         "  SELECT r.mailbox_id, r.started_at::DATE AS day, max(r.id) AS run_id,"
@@ -199,49 +208,84 @@ def reconciliation(scope: Scope) -> pd.DataFrame:
         "         count(*) AS runs, sum(r.examined) AS examined_that_day,"
         "         sum(r.stored) AS stored_that_day, sum(r.skipped) AS skipped_that_day"
         "  FROM sync_runs r JOIN mailboxes mb ON mb.id = r.mailbox_id"
-        f"  WHERE {sql} AND r.status <> 'running' GROUP BY 1, 2),"
-        " server AS ("
-        "  SELECT lr.mailbox_id, lr.day, lr.run_id, f.folder, f.uidvalidity, f.server_messages"
-        "  FROM last_run lr JOIN sync_folder_reports f ON f.run_id = lr.run_id),"
+        f"  WHERE {sql} GROUP BY 1, 2),"
+        " listing AS ("
+        "  SELECT lr.mailbox_id, lr.day, lr.run_id, f.folder, f.uidvalidity, f.server_messages,"
+        "   lag(f.server_messages) OVER w AS prev_server, lag(lr.run_id) OVER w AS prev_run"
+        "  FROM last_run lr JOIN sync_folder_reports f ON f.run_id = lr.run_id"
+        "  WINDOW w AS (PARTITION BY lr.mailbox_id, f.folder, f.uidvalidity ORDER BY lr.day)),"
         " seen AS ("
-        "  SELECT s.mailbox_id, s.day, s.folder, count(DISTINCT l.uid) AS ledger_examined"
-        "  FROM server s JOIN audit_ledger l ON l.mailbox_id = s.mailbox_id AND l.folder = s.folder"
+        "  SELECT s.mailbox_id, s.day, s.folder,"
+        "   count(DISTINCT l.uid) AS ledger_examined,"
+        "   count(DISTINCT l.uid) FILTER (WHERE l.run_id > coalesce(s.prev_run, -1)) AS examined_since"
+        "  FROM listing s JOIN audit_ledger l ON l.mailbox_id = s.mailbox_id AND l.folder = s.folder"
         "   AND l.uidvalidity = s.uidvalidity AND l.run_id <= s.run_id"
-        "  GROUP BY 1, 2, 3)"
-        " SELECT lr.day, mb.address AS mailbox, lr.run_id AS last_run, lr.status, lr.error_code, lr.runs,"
-        "  count(s.folder) AS folders,"
-        "  coalesce(sum(s.server_messages), 0)::BIGINT AS server_messages,"
-        "  coalesce(sum(seen.ledger_examined), 0)::BIGINT AS ledger_examined,"
+        "  GROUP BY 1, 2, 3),"
+        " per_folder AS ("
+        "  SELECT s.*, coalesce(seen.ledger_examined, 0) AS ledger_examined,"
+        "   CASE WHEN s.prev_server IS NULL THEN NULL"
+        "    ELSE s.server_messages - s.prev_server - coalesce(seen.examined_since, 0) END AS unexplained"
+        "  FROM listing s LEFT JOIN seen ON seen.mailbox_id = s.mailbox_id AND seen.day = s.day"
+        "   AND seen.folder = s.folder)"
+        " SELECT lr.day, mb.address AS mailbox, lr.run_id AS last_run, lr.status, lr.error_code,"
+        "  lr.runs, count(pf.folder) AS folders,"
+        "  count(pf.folder) FILTER (WHERE pf.prev_server IS NULL) AS baseline_folders,"
+        "  coalesce(sum(pf.server_messages), 0)::BIGINT AS server_messages,"
+        "  coalesce(sum(pf.ledger_examined), 0)::BIGINT AS ledger_examined,"
+        "  coalesce(sum(greatest(pf.unexplained, 0)), 0)::BIGINT AS unexplained,"
+        "  coalesce(-sum(least(pf.unexplained, 0)), 0)::BIGINT AS removed,"
         "  lr.examined_that_day::BIGINT AS examined_that_day,"
         "  lr.stored_that_day::BIGINT AS stored_that_day,"
         "  lr.skipped_that_day::BIGINT AS skipped_that_day"
         " FROM last_run lr JOIN mailboxes mb ON mb.id = lr.mailbox_id"
-        " LEFT JOIN server s ON s.mailbox_id = lr.mailbox_id AND s.day = lr.day"
-        " LEFT JOIN seen ON seen.mailbox_id = s.mailbox_id AND seen.day = s.day AND seen.folder = s.folder"
+        " LEFT JOIN per_folder pf ON pf.mailbox_id = lr.mailbox_id AND pf.day = lr.day"
         " GROUP BY ALL ORDER BY lr.day DESC, mailbox",
         params,
     )
-    df["gap"] = (df["server_messages"] - df["ledger_examined"]).astype("int64")
-    df["flagged"] = (df["gap"] != 0) | (df["folders"] == 0)
+    if scope.since is not None:  # earlier days were needed above as the previous listing
+        df = df[[pd.Timestamp(d) >= pd.Timestamp(scope.since.date()) for d in df["day"]]]
+    df = df.reset_index(drop=True)
+    df["not_examined"] = (df["server_messages"] - df["ledger_examined"]).astype("int64")
+    df["flagged"] = (df["unexplained"] > 0) | (df["folders"] == 0)
     df["note"] = [
-        _gap_note(g, f, st, code)
-        for g, f, st, code in zip(
-            df["gap"], df["folders"], df["status"], df["error_code"], strict=True
+        _gap_note(*row)
+        for row in zip(
+            df["unexplained"],
+            df["removed"],
+            df["not_examined"],
+            df["folders"],
+            df["baseline_folders"],
+            df["status"],
+            df["error_code"],
+            strict=True,
         )
     ]
     return df.drop(columns=["error_code"])
 
 
-def _gap_note(gap: int, folders: int, status: str, code: str | None) -> str:
+def _gap_note(
+    unexplained: int,
+    removed: int,
+    not_examined: int,
+    folders: int,
+    baseline: int,
+    status: str,
+    code: Any,
+) -> str:
     if folders == 0:
         return f"no server listing: the run {status}" + (
             f" ({code})" if isinstance(code, str) else ""
         )
-    if gap > 0:
-        return f"{gap} on the server never examined (older than the window, or missed)"
-    if gap < 0:
-        return f"{-gap} examined but no longer on the server (deleted/moved; kept, S7)"
-    return "ok"
+    notes = []
+    if unexplained > 0:
+        notes.append(f"{unexplained} new on the server but never examined")
+    if removed > 0:
+        notes.append(f"{removed} removed or moved away on the server (kept, S7)")
+    if baseline:
+        notes.append(
+            f"first listing of {baseline} folder(s): {max(not_examined, 0)} older than the window"
+        )
+    return "; ".join(notes) or "ok"
 
 
 def export(df: pd.DataFrame, prefix: str | Path, name: str) -> list[Path]:
