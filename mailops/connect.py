@@ -415,10 +415,18 @@ def endpoints_of(mb: Mailbox, settings: Settings, secrets: SecretStore) -> Endpo
         extra["authority"] = mb.oauth_authority
     if mb.provider == "google" and mb.oauth_authority:
         extra["token_url"] = mb.oauth_authority
-    if extra.get("local") and mb.provider == "google":
-        from mailops.providers import DEVSERVER_CLIENT_SECRET
+    from urllib.parse import urlsplit
 
+    from mailops.providers import DEVSERVER_CLIENT_ID, DEVSERVER_CLIENT_SECRET
+
+    loopback = (urlsplit(mb.oauth_authority or "").hostname or "") in ("127.0.0.1", "localhost")
+    if loopback and not (extra.get("client_id") or ep.client_id):
+        # a devserver mailbox whose sign-in data was removed: the local service takes any id
+        extra.update(local=True, client_id=DEVSERVER_CLIENT_ID)
+    if extra.get("local") and mb.provider == "google":
         extra["client_secret"] = DEVSERVER_CLIENT_SECRET
+        if not extra.get("authorize_url") and mb.oauth_authority:
+            extra["authorize_url"] = mb.oauth_authority.rsplit("/token", 1)[0] + "/authorize"
     return ep.with_overrides(
         imap_host=mb.imap_host,
         imap_port=mb.imap_port,

@@ -396,3 +396,27 @@ def test_C4_declined_or_unfinished_device_code_sign_in_stores_nothing(store, set
         )
     assert late.value.code == "consent_required" and "in time" in late.value.message
     assert mailboxes.all_mailboxes(store) == []
+
+
+def test_C3_reconnect_after_remove_uses_the_stored_endpoints(store, settings, mailserver):
+    for provider in ("microsoft", "google"):
+        address, _pw = mailserver.new_user()
+        if provider == "microsoft":
+            mb, _ = _ms_connect(store, settings, mailserver, address)
+        else:
+            mb = connect_mailbox(
+                store,
+                settings,
+                user_id="user-1",
+                provider="google",
+                address=address,
+                endpoints=local_endpoints(mailserver, settings, "google"),
+                browser=browser_for(mailserver),
+            )
+        remove_mailbox(store, settings, mb.id)  # the sign-in data is gone with the secrets
+        approver = Approver(mailserver)
+        approver.address = address
+        again = reconnect_mailbox(
+            store, settings, address, device_code_callback=approver, browser=browser_for(mailserver)
+        )
+        assert again.id == mb.id and again.state == "connected"
