@@ -25,13 +25,13 @@ def _scope(ctx: Context, viewer: str, days: int, since: str, until: str, mailbox
     )
 
 
-def _emit(df: pd.DataFrame, as_csv: bool, as_json: bool) -> None:
+def _emit(df: pd.DataFrame, as_csv: bool, as_json: bool, empty: str = "(nothing)") -> None:
     if as_csv:
         click.echo(df.to_csv(index=False), nl=False)
     elif as_json:
         click.echo(df.to_json(orient="records", date_format="iso", indent=2))
     elif df.empty:
-        click.echo("(nothing)")
+        click.echo(empty)
     else:
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             click.echo(df.to_string(index=False))
@@ -133,7 +133,12 @@ def unanswered_cmd(ctx: Context, waiting_days: float, **kw: Any) -> None:
     from mailops.reports import activity
 
     as_csv, as_json = kw.pop("as_csv"), kw.pop("as_json")
-    _emit(activity.unanswered(_scope(ctx, **kw), days=waiting_days), as_csv, as_json)
+    _emit(
+        activity.unanswered(_scope(ctx, **kw), days=waiting_days),
+        as_csv,
+        as_json,
+        empty=f"no customer waiting longer than {waiting_days:g} days",
+    )
 
 
 @stats.command("problematic")
