@@ -167,7 +167,7 @@ def problematic_cmd(ctx: Context, history: bool, **kw: Any) -> None:
                 "it_guidance",
             ]
         ]
-    _emit(df, as_csv, as_json)
+    _emit(df, as_csv, as_json, empty="no problematic mailboxes")
 
 
 def register(cli: click.Group) -> None:
