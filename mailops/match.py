@@ -21,8 +21,12 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from mailops.parse import HeaderInfo
+
+if TYPE_CHECKING:
+    from mailops.store import Store
 
 __all__ = ["REASONS", "Decision", "Directory", "FolderInfo", "Reason", "decide"]
 
@@ -156,7 +160,7 @@ class Directory:
         return d
 
     @classmethod
-    def load(cls, store, *, internal_policy: str = "strict") -> Directory:  # type: ignore[no-untyped-def]
+    def load(cls, store: Store, *, internal_policy: str = "strict") -> Directory:
         from mailops.store.sync import directory_rows
 
         rows = directory_rows(store)

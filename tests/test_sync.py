@@ -625,3 +625,23 @@ def test_C4_network_failures_are_retried_with_backoff_then_counted(
     for _ in range(2):
         r = sync_mailbox(store, quick, mb, sleep=waits.append)
     assert r.problematic and mailboxes.get(store, mb.id).state == "problematic"
+
+
+def test_S12_huge_message_is_skipped_without_fetching_its_body(
+    store, settings, password_mailbox, mailserver
+):
+    mb, pw = password_mailbox()
+    add_customer(store, "c-a", "a@cust.test")
+    append(
+        mailserver,
+        mb.address,
+        pw,
+        [
+            make_msg("a@cust.test", mb.address, subject="huge", body="x" * 20_000),
+            make_msg("a@cust.test", mb.address, subject="small"),
+        ],
+    )
+    capped = dataclasses.replace(settings, max_message_bytes=10_000)
+    r = sync_mailbox(store, capped, mb)
+    assert reasons(store, r.run_id) == [("huge", "too_large"), ("small", "stored_customer")]
+    assert count(store, "message_raw") == 1
