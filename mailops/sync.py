@@ -738,14 +738,12 @@ def sync_mailbox(
     from mailops.problems import backoff_delay, record_failure
 
     gate = gate or _Gate()
-    with gate:
-        mb = (
-            mailbox_store.get(store, mailbox.id)
-            if isinstance(mailbox, Mailbox) and _book is None
-            else mailbox
-            if isinstance(mailbox, Mailbox)
-            else mailbox_store.find(store, mailbox)
-        )
+    if isinstance(mailbox, Mailbox) and _book is not None:
+        mb = mailbox  # sync_all read it fresh a moment ago
+    else:
+        with gate:
+            ref = mailbox.id if isinstance(mailbox, Mailbox) else mailbox
+            mb = mailbox_store.find(store, ref, include_disconnected=True)
     result = SyncResult(mb.id, mb.address)
     if mb.state != "connected":
         result.status = "not_connected"
