@@ -13,21 +13,18 @@ query, and a sync that releases the file between batches never fails a report.
 from __future__ import annotations
 
 import os
-import random
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 
-from mailops.errors import ReportError, StoreBusy, StoreError
+from mailops.errors import ReportError
 from mailops.permissions import SYSTEM, Viewer, scope_for
-from mailops.store import Store, _is_lock_error
+from mailops.store import Store
 
 __all__ = [
     "ReadStore",
@@ -54,25 +51,11 @@ class ReadStore(Store):
     def __init__(self, path: str | os.PathLike[str] | None = None, busy_timeout: float = 120.0):
         super().__init__(path, read_only=True, busy_timeout=busy_timeout, migrate=False)
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        """Poll every ~10 ms while a writer holds the file: a writer that lets go only
-        briefly between transactions (a sync between batches) must not starve reports, so
-        no exponential backoff here (a failed attempt is one fcntl call)."""
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                return duckdb.connect(self.path, read_only=True)
-            except duckdb.IOException as e:
-                if not _is_lock_error(e):
-                    raise StoreError(f"cannot open store {self.path}: {e}") from None
-                if time.monotonic() >= deadline:
-                    raise StoreBusy(
-                        f"store {self.path} is locked by another process",
-                        guidance="a sync is writing and did not let go; retry later",
-                    ) from None
-                time.sleep(0.005 + random.random() * 0.01)
-            except duckdb.Error as e:
-                raise StoreError(f"cannot open store {self.path}: {e}") from None
+    # Poll every ~10 ms while a writer holds the file: a writer that lets go only briefly
+    # between transactions (a sync between batches) must not starve reports, so no
+    # exponential backoff here (a failed attempt is one fcntl call).
+    retry_delays = (0.005, 0.005)
+    busy_guidance = "a sync is writing and did not let go; retry later"
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         try:

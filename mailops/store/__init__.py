@@ -64,13 +64,18 @@ class Store:
             self._conn = self._open()
         return self._conn
 
+    # How long to sleep between attempts to open a file another process holds: doubling
+    # from the first value up to the second (a reader that polls uses a flat, short one).
+    retry_delays: tuple[float, float] = (0.02, 0.5)
+    busy_guidance = "a sync or report is writing; retry in a moment"
+
     def _open(self) -> duckdb.DuckDBPyConnection:
         if self.path != ":memory:":
             parent = Path(self.path).resolve().parent
             if not parent.is_dir():
                 raise StoreError(f"folder for the store does not exist: {parent}")
         deadline = time.monotonic() + self.busy_timeout
-        delay = 0.02
+        delay, max_delay = self.retry_delays
         while True:
             try:
                 return duckdb.connect(self.path, read_only=self.read_only)
@@ -80,10 +85,10 @@ class Store:
                 if time.monotonic() >= deadline:
                     raise StoreBusy(
                         f"store {self.path} is locked by another process",
-                        guidance="a sync or report is writing; retry in a moment",
+                        guidance=self.busy_guidance,
                     ) from None
                 time.sleep(delay + random.random() * delay)
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, max_delay)
             except duckdb.Error as e:
                 raise StoreError(f"cannot open store {self.path}: {e}") from None
 
