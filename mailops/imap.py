@@ -91,10 +91,15 @@ def imap_session(
     try:
         yield client
     finally:
+        close_imap(client)
+
+
+def close_imap(client: imapclient.IMAPClient) -> None:
+    """LOGOUT politely, or drop the socket when the server is already gone."""
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - the server may already be gone
         try:
-            client.logout()
-        except Exception:  # noqa: BLE001 - the server may already be gone
-            try:
-                client.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
+            client.shutdown()
+        except Exception:  # noqa: BLE001
+            pass

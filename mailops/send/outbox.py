@@ -30,6 +30,7 @@ from typing import Any
 
 from mailops.config import Settings
 from mailops.errors import ConnectionProblem, MailopsError
+from mailops.imap import close_imap
 from mailops.send.prepare import Prepared
 from mailops.store import Store
 from mailops.store import mailboxes as mbstore
@@ -211,17 +212,7 @@ def find_in_sent(
     try:
         return _search_sent(client, _sent_folder(client), message_id)
     finally:
-        _logout(client)
-
-
-def _logout(client: Any) -> None:
-    try:
-        client.logout()
-    except Exception:  # noqa: BLE001 - the server may be gone already
-        try:
-            client.shutdown()
-        except Exception:  # noqa: BLE001
-            pass
+        close_imap(client)
 
 
 def _file_in_sent(
@@ -245,7 +236,7 @@ def _file_in_sent(
         log.warning("sent copy of %s not filed: %s", message_id, e)
         return "missing"
     finally:
-        _logout(client)
+        close_imap(client)
 
 
 # -- delivery -----------------------------------------------------------------------------
