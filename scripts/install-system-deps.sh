@@ -4,8 +4,11 @@
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
-have dovecot || need+=(dovecot-imapd dovecot-lmtpd)
-[ -e /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
+if ! have dovecot; then
+  need+=(dovecot-imapd dovecot-lmtpd)
+elif [ ! -e /usr/lib/dovecot/lmtp ]; then
+  need+=(dovecot-lmtpd)
+fi
 have mbsync || need+=(isync)              # the benchmark's peer
 have chromium || need+=(chromium)         # screenshots of HTML reports in tests
 have openssl || need+=(openssl)
