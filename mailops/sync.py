@@ -34,6 +34,7 @@ from typing import Any
 from mailops.config import Settings
 from mailops.errors import ConnectionProblem, MailopsError
 from mailops.folders import choose_folders
+from mailops.imap import close_imap
 from mailops.match import Decision, Directory, FolderInfo, decide
 from mailops.parse import ParsedMessage, parse_headers_fast, parse_message
 from mailops.store import Store
@@ -197,16 +198,6 @@ def _problem(err: BaseException, address: str) -> ConnectionProblem:
     from mailops.problems import classify
 
     return classify(err, mailbox=address)
-
-
-def _close(client: Any) -> None:
-    try:
-        client.logout()
-    except Exception:  # noqa: BLE001 - the server may already be gone
-        try:
-            client.shutdown()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 _UID_RE = re.compile(rb"UID (\d+)")
@@ -563,18 +554,18 @@ class SessionPool:
             old = self._clients.pop(mailbox_id, None)
             self._clients[mailbox_id] = client
         if old is not None and old is not client:
-            _close(old)
+            close_imap(old)
 
     def close_one(self, mailbox_id: int) -> None:
         client = self.take(mailbox_id)
         if client is not None:
-            _close(client)
+            close_imap(client)
 
     def close(self) -> None:
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
         for c in clients:
-            _close(c)
+            close_imap(c)
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -595,7 +586,7 @@ def _start_session(ctx: _Ctx, pool: SessionPool | None) -> tuple[Any, list[Any],
             if not isinstance(e, _DROPPED) and "imap" not in type(e).__module__.lower():
                 raise
             log.debug("%s: pooled session dropped (%s); logging in", ctx.mailbox.address, e)
-            _close(client)
+            close_imap(client)
     client = _connect(ctx.mailbox, ctx.settings)
     caps = {c.upper() for c in client.capabilities()}
     ctx.condstore = b"CONDSTORE" in caps
@@ -603,7 +594,7 @@ def _start_session(ctx: _Ctx, pool: SessionPool | None) -> tuple[Any, list[Any],
         listing, statuses = _list_with_status(client, ctx.condstore)
         return client, listing, statuses
     except BaseException:
-        _close(client)
+        close_imap(client)
         raise
 
 
@@ -626,11 +617,11 @@ def _run_folders(ctx: _Ctx, pool: SessionPool | None = None) -> None:
                 try:
                     client.unselect_folder()
                 except Exception:  # noqa: BLE001 - then the session is not worth keeping
-                    _close(client)
+                    close_imap(client)
                     return
             pool.give(ctx.mailbox.id, client)
         else:
-            _close(client)
+            close_imap(client)
 
 
 class _Book:
