@@ -41,7 +41,8 @@ class Settings:
     sync_parallel: int = 8  # S1: mailboxes synced at once (one connection each; server-bound)
     sync_retries: int = 3  # transient failures retried per sync, jittered exponential backoff
     sync_retry_base: float = 1.0  # seconds; first backoff step
-    sync_memory_limit: str = "100MB"  # DuckDB buffer cap while syncing (flat RSS); "" = DuckDB default
+    # DuckDB buffer cap while syncing (keeps RSS flat); "" = DuckDB default
+    sync_memory_limit: str = "100MB"
     microsoft_client_id: str = ""  # C2: Entra app (public client) id; devserver: any value
     google_client_id: str = ""  # C2: Google OAuth "installed app" client id
     google_client_secret: str = ""  # installed-app client secret (not confidential per Google)
