@@ -28,6 +28,9 @@ system-deps:
 install: $(STAMP) system-deps
 
 test: install
+	$(VENV)/bin/ruff check mailops tests bench
+	$(VENV)/bin/ruff format --check mailops tests bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 demo: install
