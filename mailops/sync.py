@@ -402,6 +402,24 @@ def _sync_folder(
         _sync_batch(ctx, client, folder, uidvalidity, batch, cp_now, report)
 
 
+BODY_CHUNK_BYTES = 32 * 1024 * 1024  # one BODY.PEEK[] FETCH asks for at most this much
+
+
+def _by_bytes(uids: Sequence[int], sizes: dict[int, int], limit: int) -> Iterable[list[int]]:
+    """UIDs in runs whose summed RFC822.SIZE stays under LIMIT (at least one per run)."""
+    chunk: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if chunk and total + size > limit:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(uid)
+        total += size
+    if chunk:
+        yield chunk
+
+
 def _sync_batch(
     ctx: _Ctx,
     client: Any,
@@ -443,14 +461,16 @@ def _sync_batch(
     need_body = [s[0] for s in wanted if not s[3] or s[3] not in known]
     header_of = {s[0]: s[1] for s in wanted}
     parsed: dict[int, tuple[ParsedMessage, bytes]] = {}
-    if need_body:
-        bodies = _fetch(client, need_body, FETCH_BODY)
-        for uid in need_body:
+    sizes = {uid: int((fetched.get(uid) or {}).get(b"RFC822.SIZE") or 0) for uid in need_body}
+    for chunk in _by_bytes(need_body, sizes, BODY_CHUNK_BYTES):
+        bodies = _fetch(client, chunk, FETCH_BODY)
+        for uid in chunk:
             raw = (bodies.get(uid) or {}).get(BODY_KEY)
             if raw is None:
                 continue
             p = parse_message(bytes(raw), header_of.get(uid))
             parsed[uid] = (p, bytes(raw))
+        del bodies
 
     places: list[PlaceRow] = []
     acts: list[ActivityRow] = []

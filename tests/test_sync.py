@@ -645,3 +645,10 @@ def test_S12_huge_message_is_skipped_without_fetching_its_body(
     r = sync_mailbox(store, capped, mb)
     assert reasons(store, r.run_id) == [("huge", "too_large"), ("small", "stored_customer")]
     assert count(store, "message_raw") == 1
+
+
+def test_S10_bodies_are_fetched_in_runs_bounded_by_size():
+    from mailops.sync import _by_bytes
+
+    sizes = {1: 10, 2: 10, 3: 25, 4: 5, 5: 100}
+    assert list(_by_bytes([1, 2, 3, 4, 5], sizes, 30)) == [[1, 2], [3, 4], [5]]
