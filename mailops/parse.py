@@ -230,13 +230,46 @@ def _header_info(items: list[tuple[str, object]]) -> HeaderInfo:
     return info
 
 
+_LINE_RE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n|$)")  # a line with its end, as FeedParser splits
+
+
+def _header_items(header_bytes: bytes) -> tuple[list[tuple[str, str]], list[str]]:
+    """(name, value) pairs of a header block exactly as ``BytesHeaderParser(policy=compat32)``
+    gives them, without building a Message: this runs for every message the sync examines,
+    and the FeedParser machinery cost 0.1 ms a block. Only the split into header lines is
+    done here; each header's lines go through compat32's own ``header_source_parse`` and
+    ``header_fetch_parse``, and decoding (RFC 2047, addresses) stays with the stdlib. A
+    test checks both give the same items on the demo corpus, malformed mail included."""
+    text = header_bytes.decode("ascii", "surrogateescape")
+    sources: list[list[str]] = []
+    problems: list[str] = []
+    for line in _LINE_RE.findall(text):
+        if not line.strip("\r\n"):
+            break  # the blank line that ends the header block (or the end)
+        if line[0] in " \t":
+            if sources:
+                sources[-1].append(line)
+            else:
+                problems.append("FirstHeaderLineIsContinuationDefect")
+            continue
+        name, colon, _ = line.partition(":")
+        if not colon or not name or name != name.rstrip():
+            problems.append("MissingHeaderBodySeparatorDefect")
+            break
+        sources.append([line])
+    items = []
+    for lines in sources:
+        name, value = policy.compat32.header_source_parse(lines)
+        items.append((name, str(policy.compat32.header_fetch_parse(name, value))))
+    return items, problems
+
+
 def parse_headers_fast(header_bytes: bytes) -> HeaderInfo:
     """Header facts from a header block (or a whole message); never raises."""
     try:
-        msg = _HEADER_PARSER.parsebytes(header_bytes or b"")
-        info = _header_info(list(msg.items()))
-        for d in msg.defects:
-            info.warnings.append(f"header defect: {type(d).__name__}")
+        items, problems = _header_items(header_bytes or b"")
+        info = _header_info(list(items))
+        info.warnings.extend(f"header defect: {p}" for p in problems)
         return info
     except Exception as e:  # noqa: BLE001 - S12: a bad message never stops a sync
         return HeaderInfo(warnings=[f"headers unparseable: {type(e).__name__}: {e}"])

@@ -107,3 +107,33 @@ def test_html_is_sanitized_and_attachments_listed():
     assert [(a.filename, a.content_type, a.content) for a in p.attachments] == [
         ("offer.pdf", "application/pdf", b"%PDF-")
     ]
+
+
+HEADER_EDGE_CASES = [
+    b"Subject: a\r\n folded\r\nFrom: x@y.test\r\n\r\n",
+    b"From: a@b.test\nTo: c@d.test,\n\te@f.test\n\n",
+    b" leading continuation\r\nFrom: a@b.test\r\n\r\n",
+    b"NoColonLine\r\nFrom: a@b.test\r\n\r\n",
+    b"From: a@b.test",
+    b"",
+    b"Subject: R\xfcckfrage\r\n\r\n",
+    b"Subject : spaced name\r\nFrom: a@b.test\r\n\r\n",
+    b"From: a@b.test\rTo: c@d.test\r\r",
+    b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nDate: Mon, 2 Nov 2026 10:00:00 +0100\r\n\r\nbody: not a header\r\n",
+]
+
+
+def test_S12_fast_header_split_equals_the_stdlib_parser():
+    """parse_headers_fast splits header blocks itself (speed); the items must be exactly
+    what BytesHeaderParser(policy=compat32) gives, on the demo corpus and malformed input."""
+    from email import policy
+    from email.parser import BytesHeaderParser
+
+    from mailops.demo import build_company, build_messages
+    from mailops.parse import _header_items
+
+    stdlib = BytesHeaderParser(policy=policy.compat32)
+    blocks = [m.raw for m in build_messages(build_company(7, 40), 400)] + HEADER_EDGE_CASES
+    for block in blocks:
+        ours, _ = _header_items(block)
+        assert ours == [(k, str(v)) for k, v in stdlib.parsebytes(block).items()], block[:80]
