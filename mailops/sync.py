@@ -538,6 +538,8 @@ def _sync_batch(
         if os.environ.get(FAULT_ENV) == str(ctx.batches):
             os.kill(os.getpid(), signal.SIGKILL)
     ctx.run_written = True
+    with ctx.gate:  # a long first sync must not lock reports out for its whole run (R2)
+        ctx.store.yield_to_readers()
 
     r = ctx.result
     stored_rows = [row for row in ledger if row.decision == "stored"]
@@ -727,7 +729,7 @@ def _limit_memory(store: Store, settings: Settings) -> None:
     limit = (settings.sync_memory_limit or "").strip()
     if limit:
         try:
-            store.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+            store.on_open(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
         except Exception as e:  # noqa: BLE001 - a bad value must not stop a sync
             log.warning("ignoring sync_memory_limit=%r: %s", limit, e)
 

@@ -91,3 +91,30 @@ def test_locked_store_gives_store_busy_not_a_traceback(tmp_path):
         holder.wait()
     # once the writer is gone the store opens again
     assert Store(path, busy_timeout=5).scalar("SELECT 1") == 1
+
+
+def test_R2_long_writer_yields_to_readers_and_keeps_its_settings(tmp_path):
+    """A sync releases the file between batches once it held it a while (readers get in);
+    connection settings such as its memory cap come back after the reopen."""
+    path = tmp_path / "w.duckdb"
+    writer = Store(path)
+    writer.on_open("SET memory_limit = '64MB'")
+    assert writer.yield_to_readers(min_hold=60) is False  # held only briefly: keep it
+    with writer.transaction():
+        writer.execute("INSERT INTO users (id, email) VALUES ('u1', 'a@x.test')")
+        assert writer.yield_to_readers(min_hold=0) is False  # never inside a transaction
+    assert writer.yield_to_readers(min_hold=0) is True
+    reader = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb; print(duckdb.connect({str(path)!r}, read_only=True)"
+            ".execute('SELECT count(*) FROM users').fetchone()[0])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert reader.stdout.strip() == "1", reader.stderr
+    assert writer.scalar("SELECT current_setting('memory_limit')") == "61.0 MiB"  # 64 MB
+    writer.close()

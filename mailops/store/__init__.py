@@ -54,6 +54,8 @@ class Store:
         self.busy_timeout = busy_timeout
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._tx_depth = 0
+        self._opened_at = 0.0
+        self._on_open: list[str] = []  # connection settings, re-applied after release()
         if migrate and not read_only:
             self.migrate()
 
@@ -61,8 +63,28 @@ class Store:
     @property
     def conn(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:
-            self._conn = self._open()
+            conn = self._open()
+            for sql in self._on_open:
+                conn.execute(sql)
+            self._conn, self._opened_at = conn, time.monotonic()
         return self._conn
+
+    def on_open(self, sql: str) -> None:
+        """Run SQL (a connection setting such as ``SET memory_limit``) now and after every
+        reopen."""
+        self.conn.execute(sql)
+        self._on_open.append(sql)
+
+    def yield_to_readers(self, min_hold: float = 2.0) -> bool:
+        """Between units of work of a long writer: close the connection once it has been
+        held MIN_HOLD seconds, so other processes (reports) get the file. DuckDB admits one
+        writing process at a time; readers retry opening and get in during the gap."""
+        if self._conn is None or self._tx_depth or self.path == ":memory:":
+            return False
+        if time.monotonic() - self._opened_at < min_hold:
+            return False
+        self.release()
+        return True
 
     # How long to sleep between attempts to open a file another process holds: doubling
     # from the first value up to the second (a reader that polls uses a flat, short one).
