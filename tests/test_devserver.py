@@ -156,3 +156,57 @@ def test_cli_start_status_stop_leaves_no_process():
     finally:
         subprocess.run([*mailops, "devserver", "stop"], env=env, capture_output=True, timeout=60)
         subprocess.run(["rm", "-rf", root])
+
+
+def test_restart_keeps_the_same_endpoints():
+    """Connected mailboxes store host, ports and the OAuth authority: a devserver restart
+    (make demo run again) must come back on the same ones."""
+    import shutil
+
+    from mailops.devserver import DevServer
+
+    root = tempfile.mkdtemp(prefix="mailops-restart-", dir="/tmp")
+    try:
+        with DevServer(root, users={"keep@example.test": "pw"}) as first:
+            token = first.issue_token("keep@example.test")["access_token"]
+            before = (
+                first.imap_port,
+                first.imaps_port,
+                first.smtp_port,
+                first.oauth_url,
+                first.oauth_http_url,
+            )
+        with DevServer(root) as second:
+            after = (
+                second.imap_port,
+                second.imaps_port,
+                second.smtp_port,
+                second.oauth_url,
+                second.oauth_http_url,
+            )
+            # the identity provider remembers live tokens across the restart (the demo's
+            # OAuth mailbox must not turn problematic because the devserver restarted)
+            c = imapclient.IMAPClient(
+                "127.0.0.1",
+                second.imaps_port,
+                ssl=True,
+                ssl_context=ssl.create_default_context(cafile=second.ca_file),
+                timeout=10,
+            )
+            c.oauth2_login("keep@example.test", token)
+            c.logout()
+            second.revoke(token=token)
+        assert after == before
+        with DevServer(root) as third:  # a revoked token stays revoked
+            c = imapclient.IMAPClient(
+                "127.0.0.1",
+                third.imaps_port,
+                ssl=True,
+                ssl_context=ssl.create_default_context(cafile=third.ca_file),
+                timeout=10,
+            )
+            with pytest.raises(LoginError):
+                c.oauth2_login("keep@example.test", token)
+            c.shutdown()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -238,6 +238,38 @@ def add_users(root: str, users: dict[str, str]) -> None:
         time.sleep(1.1)
 
 
+PORT_NAMES = ("OAUTH_PORT", "OAUTH_HTTP_PORT", "IMAP_PORT", "IMAPS_PORT", "SMTP_PORT")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _stable_ports(root: Path, names: tuple[str, ...]) -> dict[str, int]:
+    """The ports recorded in ROOT/ports.json where still free, new free ones otherwise."""
+    path = root / "ports.json"
+    try:
+        saved = {k: int(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        saved = {}
+    ports: dict[str, int] = {}
+    for name in names:
+        port = saved.get(name, 0)
+        if not (port and port not in ports.values() and _port_free(port)):
+            port = free_port()
+            while port in ports.values():
+                port = free_port()
+        ports[name] = port
+    path.write_text(json.dumps(ports, indent=2))
+    return ports
+
+
 def _render(template: Path, dest: Path, values: dict[str, str]) -> None:
     text = template.read_text()
     for key, value in values.items():
@@ -280,14 +312,18 @@ class DevServer:
             add_users(str(root), self.users)
 
         # 1. token service: HTTPS for OAuth clients, HTTP for Dovecot and helpers
-        self.svc = TokenService()
+        self.svc = TokenService(state_file=str(root / "oauth-tokens.json"))
         ssl_dir = root / "ssl"
-        https = self.svc.serve(0, (str(ssl_dir / "server.pem"), str(ssl_dir / "server.key")))
-        http = self.svc.serve(0)
+        # A restart reuses the ports of the last run when they are free: connected
+        # mailboxes keep their endpoints (host, ports, OAuth authority) across restarts.
+        ports = _stable_ports(root, PORT_NAMES)
+        cert = (str(ssl_dir / "server.pem"), str(ssl_dir / "server.key"))
+        https = self.svc.serve(ports.pop("OAUTH_PORT"), cert)
+        http = self.svc.serve(ports.pop("OAUTH_HTTP_PORT"))
         self._servers = [https, http]
+        smtp_port = ports.pop("SMTP_PORT")
 
         # 2. dovecot, foreground child: its pid is the master
-        ports = {"IMAP_PORT": free_port(), "IMAPS_PORT": free_port()}
         values = {
             "ROOT": str(root),
             "MAIL_USER": "nobody",
@@ -313,7 +349,7 @@ class DevServer:
             wait_port(ports["IMAP_PORT"], self._proc)
             # 3. SMTP submission -> LMTP
             self._smtp = make_controller(
-                str(root), port=0, oauth_url=http.url + "/introspect", tls=True
+                str(root), port=smtp_port, oauth_url=http.url + "/introspect", tls=True
             )
             self._smtp.start()
         except BaseException:

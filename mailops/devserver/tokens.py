@@ -131,7 +131,8 @@ def make_tls_files(directory):
 class TokenService:
     """All state, in memory.  Tests may poke it directly: svc.at_ttl = 302, svc.approve(...), svc.log."""
 
-    def __init__(self, at_ttl=3600, rt_ttl=90 * 86400):
+    def __init__(self, at_ttl=3600, rt_ttl=90 * 86400, state_file=None):
+        self.state_file = state_file  # live tokens survive a restart of the devserver
         self.at_ttl, self.rt_ttl = (
             at_ttl,
             rt_ttl,
@@ -148,6 +149,30 @@ class TokenService:
         self.identity_override: dict[
             str, str
         ] = {}  # username -> preferred_username to put in id_token
+        self._load()
+
+    def _load(self):
+        if not self.state_file or not os.path.exists(self.state_file):
+            return
+        try:
+            with open(self.state_file) as f:
+                saved = json.load(f)
+            now = time.time()
+            self.access = {t: v for t, v in saved.get("access", {}).items() if v["exp"] > now}
+            self.refresh = {t: v for t, v in saved.get("refresh", {}).items() if v["exp"] > now}
+        except (OSError, ValueError, KeyError, AttributeError):
+            self.access, self.refresh = {}, {}
+
+    def _save(self):
+        """Write the live tokens (0600, in the devserver's own directory: this is the
+        identity provider's side, like a real IdP's database). Caller holds self.lock."""
+        if not self.state_file:
+            return
+        tmp = self.state_file + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"access": self.access, "refresh": self.refresh}, f)
+        os.replace(tmp, self.state_file)
 
     def sign_jwt(self, claims):
         head = b64u(json.dumps({"typ": "JWT", "alg": "RS256", "kid": self.kid}).encode())
@@ -196,6 +221,7 @@ class TokenService:
         self.refresh[rt] = dict(
             username=username, client_id=client_id, scope=scope, exp=now + self.rt_ttl
         )
+        self._save()
         resp = {
             "token_type": "Bearer",
             "scope": scope,
@@ -247,6 +273,7 @@ class TokenService:
                     if t == token or (username and v["username"] == username)
                 ]:
                     del table[t]
+            self._save()
 
     def route(self, method, path, query, form, headers):
         """-> (status, JSON body or None, extra headers).  Tests can wrap this to inject faults."""
