@@ -8,6 +8,8 @@
 - ``remove_mailbox``: ``disconnected``, secrets deleted, stored data kept (C3).
 - ``reconnect_mailbox``: remove + connect the same account again on the same mailbox row,
   so every message, activity, checkpoint and event stays attached (C3).
+- ``transfer_mailbox``: C6, the one way an address changes owner: an admin's recorded
+  action; the new owner then connects it by signing in himself (C1).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from mailops.config import Settings
 from mailops.errors import ConnectionProblem, MailopsError, PermissionDenied
 from mailops.providers import Endpoints, resolve
 from mailops.secrets import SecretStore
-from mailops.store import Store, mailboxes
+from mailops.store import Store, mailboxes, ownership
 from mailops.store.mailboxes import Mailbox
 
 log = logging.getLogger(__name__)
@@ -67,10 +69,12 @@ def _require_self(user_id: str, actor_user_id: str | None, what: str) -> None:
 
 
 def _require_owner_or_it(store: Store, mb: Mailbox, actor_user_id: str | None, what: str) -> None:
+    from mailops.store.directory import find_user
+
     if actor_user_id is None or actor_user_id == mb.owner_user_id:
         return
-    role = store.scalar("SELECT role FROM users WHERE id = ?", [actor_user_id])
-    if role not in ("it", "admin"):
+    actor = find_user(store, actor_user_id)
+    if actor is None or actor.role not in ("it", "admin"):
         raise PermissionDenied(f"{actor_user_id} cannot {what} {mb.address} (not theirs)")
 
 
@@ -156,6 +160,23 @@ def sign_in(
     raise MailopsError(f"provider {ep.provider} has no OAuth sign-in", code="config")
 
 
+def _already_linked(address: str) -> MailopsError:
+    """C6: says that the address belongs to someone, never to whom."""
+    return MailopsError(
+        f"{address} is already linked to another user",
+        code="already_linked",
+        guidance="an address has one owner at a time; an admin can transfer it"
+        " (mailops mailbox transfer ADDRESS --to USER --as ADMIN)",
+    )
+
+
+def require_linkable(store: Store, address: str, user_id: str) -> None:
+    """C6: refuse before any sign-in when ADDRESS is linked to another user (or to several:
+    a double link from before C6 waits for an admin transfer)."""
+    if ownership.owner_of(store, address) not in (None, user_id):
+        raise _already_linked(address)
+
+
 def _existing(store: Store, user_id: str, address: str) -> Mailbox | None:
     rows = [m for m in mailboxes.all_mailboxes(store, owner=user_id) if m.address == address]
     return rows[-1] if rows else None
@@ -186,6 +207,7 @@ def connect_mailbox(
     secrets = secrets or SecretStore(settings)
     _require_self(user_id, actor_user_id, "connect")
     address = _normalize(address)
+    require_linkable(store, address, user_id)  # C6: whatever credentials come next
     existing = _reuse or _existing(store, user_id, address)
     if existing is not None and existing.state == "connected" and _reuse is None:
         raise MailopsError(
@@ -286,6 +308,8 @@ def _store_connected(
         transient_failures=0,
     )
     with store.transaction():
+        if not ownership.claim(store, probe.address, user_id, by=actor):
+            raise _already_linked(probe.address)  # C6: lost a race with another user
         if existing is None:
             mb = mailboxes.insert(
                 store,
@@ -294,10 +318,14 @@ def _store_connected(
                 state="connected",
                 **{k: v for k, v in values.items() if v is not None},
             )
-            store.execute(
-                "INSERT INTO mailbox_events (mailbox_id, from_state, to_state, code, message,"
-                " actor_user_id) VALUES (?, NULL, 'connected', 'connected', ?, ?)",
-                [mb.id, f"connected via {probe.auth_kind}", actor],
+            mailboxes.add_event(
+                store,
+                mb.id,
+                None,
+                "connected",
+                "connected",
+                f"connected via {probe.auth_kind}",
+                actor,
             )
         else:
             mb = existing
@@ -400,6 +428,64 @@ def remove_mailbox(
             actor=actor_user_id or mb.owner_user_id,
         )
     return mailboxes.get(store, mb.id)
+
+
+def transfer_mailbox(
+    store: Store,
+    settings: Settings | None = None,
+    address: str = "",
+    *,
+    to_user_id: str,
+    actor_user_id: str,
+    reason: str | None = None,
+    secrets: SecretStore | None = None,
+) -> ownership.Transfer:
+    """C6: give ADDRESS to TO_USER_ID -- an admin's explicit, recorded action. Live mailboxes
+    of that address owned by anyone else are disconnected (secrets deleted, stored mail
+    kept with its old owner). The new owner then connects the address himself: the admin
+    never signs in for him (C1)."""
+    from mailops.store.directory import find_user
+
+    settings = settings or Settings.load()
+    secrets = secrets or SecretStore(settings)
+    address = _normalize(address)
+    actor = find_user(store, actor_user_id)
+    if actor is None or not actor.active or actor.role != "admin":
+        raise PermissionDenied(
+            f"{actor_user_id} cannot transfer mailboxes",
+            guidance="a transfer is an admin action (C6); name an admin with --as",
+        )
+    target = find_user(store, to_user_id)
+    if target is None or not target.active:
+        raise PermissionDenied(f"no active user {to_user_id!r} to transfer {address} to")
+    before = ownership.owner_of(store, address)
+    others = [
+        m for m in mailboxes.live_with_address(store, address) if m.owner_user_id != target.id
+    ]
+    for mb in others:
+        _delete_secrets(secrets, mb)
+    with store.transaction():
+        for mb in others:
+            mailboxes.update(store, mb.id, secret_ref=None)
+            mailboxes.set_state(
+                store,
+                mb.id,
+                "disconnected",
+                code="transferred",
+                message=f"address transferred to another user by {actor.id}",
+                actor=actor.id,
+            )
+        done = ownership.record_transfer(
+            store,
+            address,
+            from_user_id=None if before in (None, ownership.CONFLICT) else before,
+            to_user_id=target.id,
+            by_user_id=actor.id,
+            reason=reason,
+            disconnected=[m.id for m in others],
+        )
+    log.info("address %s transferred to %s by %s", address, target.id, actor.id)
+    return done
 
 
 def endpoints_of(mb: Mailbox, settings: Settings, secrets: SecretStore) -> Endpoints:

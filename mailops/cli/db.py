@@ -16,14 +16,20 @@ def db() -> None:
 @pass_ctx
 def migrate(ctx: Context) -> None:
     """Apply pending migrations (opening the store does this too)."""
-    from mailops.store import Store
+    from mailops.store import Store, ownership
 
     store = Store(ctx.settings.db, migrate=False)
     try:
         names = store.migrate()
+        doubles = ownership.open_conflicts_count(store)
     finally:
         store.close()
     click.echo(f"applied {len(names)} migration(s)" + (": " + ", ".join(names) if names else ""))
+    if doubles:  # C6: links made before the one-owner rule
+        click.echo(
+            f"{doubles} address(es) are linked to more than one user: see `mailops mailbox"
+            " conflicts`; an admin resolves each with `mailops mailbox transfer`"
+        )
 
 
 @db.command("status")

@@ -277,6 +277,57 @@ def reconnect_cmd(ctx: Context, ref: str, **opts: Any) -> None:
     click.echo(f"reconnected {again.address} (mailbox {again.id}): {again.state}")
 
 
+@mailbox.command("transfer")
+@click.argument("address")
+@click.option("--to", "to_user", required=True, help="The user who gets the address.")
+@click.option("--as", "actor", required=True, help="The admin doing the transfer (C6).")
+@click.option("--reason", help="Why (kept in the transfer record).")
+@pass_ctx
+def transfer_cmd(ctx: Context, address: str, to_user: str, actor: str, reason: str | None) -> None:
+    """C6: give ADDRESS to another user (admins only; recorded). The other users' live
+    connections of it are removed (their stored mail is kept); the new owner then connects
+    it himself."""
+    from mailops.connect import transfer_mailbox
+
+    t = transfer_mailbox(
+        ctx.store(), ctx.settings, address, to_user_id=to_user, actor_user_id=actor, reason=reason
+    )
+    gone = (
+        f"; disconnected mailbox(es) {', '.join(map(str, t.disconnected))}"
+        if t.disconnected
+        else ""
+    )
+    click.echo(
+        f"transferred {t.address} to {t.to_user_id} (transfer {t.id}){gone};"
+        f" {t.to_user_id} connects it with: mailops mailbox connect {t.address} --user {t.to_user_id}"
+    )
+
+
+@mailbox.command("conflicts")
+@click.option("--all", "include_resolved", is_flag=True, help="Also conflicts already resolved.")
+@pass_ctx
+def conflicts_cmd(ctx: Context, include_resolved: bool) -> None:
+    """C6: addresses linked to more than one user before the one-owner rule (found by
+    migration 0040); resolve each with `mailops mailbox transfer`."""
+    import pandas as pd
+
+    from mailops.store import ownership
+
+    df = ownership.conflicts(ctx.store(), include_resolved=include_resolved)
+    if df.empty:
+        click.echo("no address is linked to more than one user")
+        return
+    for r in df.itertuples(index=False):
+        state = (
+            f"resolved by transfer {int(r.resolved_by_transfer)}"
+            if pd.notna(r.resolved_at)
+            else "open"
+        )
+        click.echo(
+            f"{r.address}: users {', '.join(r.users)}; mailboxes {', '.join(map(str, r.mailbox_ids))}; {state}"
+        )
+
+
 @click.command("connect")
 @click.option(
     "--oauth",

@@ -160,8 +160,31 @@ def set_state(
                 [mailbox_id],
             )
         if current != state or state == "problematic":
-            store.execute(
-                "INSERT INTO mailbox_events (mailbox_id, from_state, to_state, code, message, actor_user_id)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [mailbox_id, current, state, code, message, actor],
-            )
+            add_event(store, mailbox_id, current, state, code, message, actor)
+
+
+def add_event(
+    store: Store,
+    mailbox_id: int,
+    from_state: str | None,
+    to_state: str,
+    code: str | None,
+    message: str | None,
+    actor: str | None,
+) -> None:
+    """One row of a mailbox's history (C3, R4; C6 transfers)."""
+    store.execute(
+        "INSERT INTO mailbox_events (mailbox_id, from_state, to_state, code, message, actor_user_id)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [mailbox_id, from_state, to_state, code, message, actor],
+    )
+
+
+def live_with_address(store: Store, address: str) -> list[Mailbox]:
+    """Every mailbox row of ADDRESS that is not disconnected (any owner)."""
+    rows = store.rows(
+        f"SELECT {', '.join(COLUMNS)} FROM mailboxes WHERE lower(address) = ?"
+        " AND state <> 'disconnected' ORDER BY id",
+        [address.strip().lower()],
+    )
+    return [_row_to_mailbox(r) for r in rows]

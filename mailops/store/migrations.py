@@ -333,4 +333,46 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE drafts ADD COLUMN reply_all BOOLEAN DEFAULT FALSE;
         """,
     ),
+    Migration(
+        "0040_address_owners",
+        """
+        -- C6: an address is linked to at most one user at a time (PRIMARY KEY = the check
+        -- that holds even when two connects race). A disconnected mailbox keeps its owner;
+        -- only an admin transfer (recorded in mailbox_transfers) gives it to someone else.
+        CREATE TABLE address_owners (
+            address VARCHAR PRIMARY KEY,
+            user_id VARCHAR NOT NULL,
+            since TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            by_user_id VARCHAR                   -- who made the link: the owner, or the admin of a transfer
+        );
+        CREATE SEQUENCE mailbox_transfer_seq;
+        CREATE TABLE mailbox_transfers (
+            id BIGINT PRIMARY KEY DEFAULT nextval('mailbox_transfer_seq'),
+            address VARCHAR NOT NULL,
+            from_user_id VARCHAR,
+            to_user_id VARCHAR NOT NULL,
+            by_user_id VARCHAR NOT NULL,         -- an admin
+            reason VARCHAR,
+            disconnected BIGINT[],               -- mailbox rows of other users disconnected by it
+            transferred_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        -- addresses linked to more than one user before C6 was enforced: found here, reported
+        -- by `mailops db migrate` and `mailops mailbox conflicts`, resolved by a transfer
+        CREATE TABLE address_link_conflicts (
+            address VARCHAR PRIMARY KEY,
+            users VARCHAR[] NOT NULL,
+            mailbox_ids BIGINT[] NOT NULL,
+            found_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            resolved_at TIMESTAMP,
+            resolved_by_transfer BIGINT
+        );
+        INSERT INTO address_owners (address, user_id, since)
+            SELECT lower(address), min(owner_user_id), min(created_at) FROM mailboxes
+            GROUP BY lower(address) HAVING count(DISTINCT owner_user_id) = 1;
+        INSERT INTO address_link_conflicts (address, users, mailbox_ids)
+            SELECT lower(address), list(DISTINCT owner_user_id ORDER BY owner_user_id),
+                   list(id ORDER BY id)
+            FROM mailboxes GROUP BY lower(address) HAVING count(DISTINCT owner_user_id) > 1;
+        """,
+    ),
 ]
