@@ -8,6 +8,7 @@ tests never wait for Dovecot to re-read its users file.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import shutil
@@ -21,6 +22,11 @@ import pytest
 from mailops.config import Settings
 from mailops.devserver import DevServer, DevServerState
 from mailops.store import Store
+
+# C5: the per-user key file ($XDG_CONFIG_HOME/mailops/key) of this test session, never the
+# real user's; subprocesses (CLI, papermill kernels) inherit it.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="mailops-test-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 
 POOL = 400  # pre-created accounts u0000@example.test ... (password "pw-u0000")
 
