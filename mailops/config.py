@@ -47,6 +47,8 @@ class Settings:
     google_client_id: str = ""  # C2: Google OAuth "installed app" client id
     google_client_secret: str = ""  # installed-app client secret (not confidential per Google)
     connect_retry_budget: int = 3  # C4: consecutive transient failures before problematic
+    template_timeout: float = 2.0  # E2: seconds one template part may take to render
+    template_memory_mb: int = 256  # E2: memory the template renderer may use
 
     @property
     def secrets_path(self) -> Path:

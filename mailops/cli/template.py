@@ -92,7 +92,12 @@ def preview(ctx: Context, name: str, customer: str, deal: str | None, user: str)
 
     store = ctx.store()
     r = render_template(
-        store, get_template(store, name), customer_id=customer, user_id=user, deal_id=deal
+        store,
+        get_template(store, name),
+        customer_id=customer,
+        user_id=user,
+        deal_id=deal,
+        settings=ctx.settings,
     )
     click.echo(f"Subject: {r.subject}\n")
     if r.body_text:

@@ -196,6 +196,7 @@ def prepare(store: Store, settings: Settings, req: EmailRequest) -> Prepared:
             user_id=req.user_id,
             deal_id=req.deal_id,
             mailbox_address=mb.address,
+            settings=settings,
         )
         subject = subject or rendered.subject
         body_text = rendered.body_text if body_text is None else body_text

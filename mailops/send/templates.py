@@ -4,144 +4,54 @@ A template may only read the fields it is given (``SandboxedEnvironment``). A fi
 missing -- unknown, or empty in the CRM (a deal without a price) -- is never rendered as a
 blank: the first pass records *every* missing field with ``_Collecting``, and the send is
 refused listing them all; the final pass uses ``StrictUndefined``.
+
+Any user can add a template, so each part renders under a time and memory bound in a worker
+process, in a sandbox that refuses huge powers, repetitions and ranges (``mailops.sandbox``);
+a template over a bound is refused with one line naming it (``template_limit``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import date
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined
-from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateSyntaxError
 
+from mailops import sandbox
+from mailops.config import Settings
 from mailops.errors import SendRefused
+from mailops.sandbox import Fields, fmt_date, money
 from mailops.send.compose import sanitize_html
 from mailops.store import Store
 from mailops.store import directory as dirstore
 from mailops.store.outbox import Template
 
-__all__ = ["Fields", "Rendered", "merge_context", "render", "render_template"]
+__all__ = [
+    "Fields",
+    "Limits",
+    "Rendered",
+    "fmt_date",
+    "merge_context",
+    "money",
+    "render",
+    "render_template",
+]
 
 
-class Fields(Mapping[str, Any]):
-    """A read-only group of merge fields that knows its own name (``deal``), so a missing
-    ``deal.price`` is reported by its full name. Empty (None) values count as missing."""
+@dataclass(frozen=True)
+class Limits:
+    """Per part: wall-clock seconds, and MB of memory the renderer may use."""
 
-    def __init__(self, path: str, values: Mapping[str, Any]) -> None:
-        self._path = path
-        self._values = {k: v for k, v in values.items() if v is not None and v != ""}
+    timeout: float = sandbox.DEFAULT_TIMEOUT
+    memory_mb: int = sandbox.DEFAULT_MEMORY_MB
 
-    def __getitem__(self, key: str) -> Any:
-        return self._values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def _path_of(obj: Any, name: str | None) -> str:
-    if isinstance(obj, Fields):
-        return f"{obj._path}.{name}"
-    if isinstance(obj, _Collecting):
-        return f"{obj.path}.{name}"
-    return name or "?"
-
-
-#: attributes jinja itself looks up on values (callables, filters); never merge fields
-_JINJA_PROBES = frozenset({"unsafe_callable", "alters_data", "jinja_pass_arg", "environmentfilter"})
-
-
-def _unsafe(obj: Any) -> bool:
-    return isinstance(obj, _Collecting) and (
-        obj._undefined_exception is SecurityError or _unsafe(obj._undefined_obj)
-    )
-
-
-class _Collecting(Undefined):
-    """Records the full name of every missing field used, renders nothing (first pass)."""
-
-    missing: list[str]  # set on the per-render subclass
-
-    @property
-    def path(self) -> str:
-        return _path_of(self._undefined_obj, self._undefined_name)
-
-    def _note(self) -> None:
-        if self._undefined_exception is SecurityError or _unsafe(self._undefined_obj):
-            raise SecurityError(self._undefined_hint or f"{self.path} is not allowed")
-        if self.path not in self.missing:
-            self.missing.append(self.path)
-
-    def __getattr__(self, name: str) -> Any:
-        if name[:2] == "__" or name in _JINJA_PROBES:
-            raise AttributeError(name)
-        return type(self)(obj=self, name=name)
-
-    def __getitem__(self, name: Any) -> Any:
-        return type(self)(obj=self, name=str(name))
-
-    def __str__(self) -> str:
-        self._note()
-        return ""
-
-    def __iter__(self) -> Iterator[Any]:
-        self._note()
-        return iter(())
-
-    def __bool__(self) -> bool:
-        self._note()
-        return False
-
-    def __len__(self) -> int:
-        self._note()
-        return 0
-
-    def __eq__(self, other: object) -> bool:
-        self._note()
-        return False
-
-    def __ne__(self, other: object) -> bool:
-        self._note()
-        return True
-
-    def __hash__(self) -> int:
-        return id(self)
-
-
-def money(value: Any, currency: str | None = None) -> str:
-    try:
-        amount = Decimal(str(value))
-    except Exception:  # noqa: BLE001 - not a number: show it as it is
-        return str(value)
-    text = f"{amount:,.2f}"
-    return f"{text} {currency}" if currency else text
-
-
-def fmt_date(value: Any, fmt: str = "%d %B %Y") -> str:
-    if isinstance(value, datetime | date):
-        return value.strftime(fmt)
-    return str(value)
-
-
-def _env(undefined: type[Undefined], autoescape: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=undefined, autoescape=autoescape)
-    env.filters["money"] = money
-    env.filters["date"] = fmt_date
-    return env
+    @classmethod
+    def of(cls, settings: Settings | None) -> Limits:
+        if settings is None:
+            return cls()
+        return cls(settings.template_timeout, settings.template_memory_mb)
 
 
 @dataclass(frozen=True)
@@ -152,30 +62,21 @@ class Rendered:
 
 
 def _render_one(
-    source: str, context: Mapping[str, Any], html: bool, missing: list[str], label: str
+    source: str,
+    context: Mapping[str, Any],
+    html: bool,
+    missing: list[str],
+    label: str,
+    limits: Limits,
 ) -> str:
-    collecting = type("Collecting", (_Collecting,), {"missing": missing})
     try:
-        try:
-            _env(collecting, html).from_string(source).render(context)
-        except (TypeError, ValueError, UndefinedError):
-            pass  # a filter choked on a missing value: the missing list says which
-        if missing:
-            return ""
-        return _env(StrictUndefined, html).from_string(source).render(context)
-    except TemplateSyntaxError as e:
-        raise SendRefused(
-            f"template {label} has a syntax error on line {e.lineno}: {e.message}",
-            code="template_invalid",
-        ) from None
-    except SecurityError as e:
-        raise SendRefused(
-            f"template {label} is not allowed: {e}", code="template_invalid"
-        ) from None
-    except (UndefinedError, TypeError, ValueError) as e:
-        raise SendRefused(
-            f"template {label} cannot be rendered: {e}", code="template_invalid"
-        ) from None
+        text, more = sandbox.render_part(
+            source, context, html=html, timeout=limits.timeout, memory_mb=limits.memory_mb
+        )
+    except sandbox.RenderFailed as e:
+        raise SendRefused(f"template {label} {e.message}", code=e.code) from None
+    missing.extend(m for m in more if m not in missing)
+    return text
 
 
 def render(
@@ -185,15 +86,22 @@ def render(
     context: Mapping[str, Any],
     *,
     name: str = "template",
+    limits: Limits | None = None,
 ) -> Rendered:
     """Render all parts; SendRefused(template_missing_fields) lists every missing field."""
     missing: list[str] = []
-    out_subject = _render_one(subject, context, False, missing, f"{name} (subject)")
+    lim = limits or Limits()
+    label = repr(name)
+    out_subject = _render_one(subject, context, False, missing, f"{label} (subject)", lim)
     out_text = (
-        _render_one(body_text, context, False, missing, f"{name} (text)") if body_text else None
+        _render_one(body_text, context, False, missing, f"{label} (text)", lim)
+        if body_text
+        else None
     )
     out_html = (
-        _render_one(body_html, context, True, missing, f"{name} (html)") if body_html else None
+        _render_one(body_html, context, True, missing, f"{label} (html)", lim)
+        if body_html
+        else None
     )
     if missing:
         raise SendRefused(
@@ -282,6 +190,7 @@ def render_template(
     user_id: str,
     deal_id: str | None = None,
     mailbox_address: str | None = None,
+    settings: Settings | None = None,
 ) -> Rendered:
     ctx = merge_context(
         store,
@@ -290,12 +199,19 @@ def render_template(
         deal_id=deal_id,
         mailbox_address=mailbox_address,
     )
-    return render(template.subject, template.body_text, template.body_html, ctx, name=template.name)
+    return render(
+        template.subject,
+        template.body_text,
+        template.body_html,
+        ctx,
+        name=template.name,
+        limits=Limits.of(settings),
+    )
 
 
 def check_syntax(name: str, subject: str, body_text: str | None, body_html: str | None) -> None:
     """Refuse a template that does not parse, before it is stored."""
-    env = _env(StrictUndefined, False)
+    env = sandbox.environment()
     for label, source in (("subject", subject), ("text", body_text), ("html", body_html)):
         if not source:
             continue
