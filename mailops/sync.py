@@ -45,11 +45,11 @@ from mailops.store.messages import (
     ActivityRow,
     PlaceRow,
     add_activities,
-    add_notifications,
     add_places,
     existing_ids,
     save_messages,
 )
+from mailops.store.notifications import notify_new_inbound
 
 __all__ = ["SessionPool", "SyncResult", "sync_all", "sync_mailbox", "window_start"]
 
@@ -523,16 +523,7 @@ def _sync_batch(
         )
         add_places(ctx.store, places)
         add_activities(ctx.store, acts)
-        add_notifications(  # N1: new inbound customer mail that arrived after connecting
-            ctx.store,
-            [
-                (mb.owner_user_id, mb.id, a.message_id, a.customer_id)
-                for a in acts
-                if a.direction == "inbound"
-                and a.message_id in new
-                and arrived.get(a.message_id, ctx.window) >= connected
-            ],
-        )
+        notify_new_inbound(ctx.store, mb, acts, arrived, connected)  # N1
         state.add_ledger(ctx.store, ledger)
         state.save_checkpoint(ctx.store, mb.id, checkpoint)
         if os.environ.get(FAULT_ENV) == str(ctx.batches):

@@ -88,6 +88,8 @@ COMMAND_MODULES = (
     "report",
     "stats",
     "notify",
+    "activities",
+    "followup",
 )
 
 

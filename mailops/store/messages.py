@@ -278,7 +278,6 @@ def add_notifications(store: Store, rows: Sequence[tuple[str, int | None, str, s
                 "customer_id": pa.array(cols[3], pa.string()),
             }
         ),
-        conflict="",
     )
 
 

@@ -375,4 +375,38 @@ MIGRATIONS: list[Migration] = [
             FROM mailboxes GROUP BY lower(address) HAVING count(DISTINCT owner_user_id) > 1;
         """,
     ),
+    Migration(
+        "0060_notifications_followups",
+        """
+        -- N1: one notification per (user, message); why this user (mailbox_owner | deal_owner);
+        -- when it went out in a digest email. Duplicates from before are folded first.
+        -- (DuckDB refuses ALTER TABLE on an indexed table: drop the index first to alter it.)
+        DELETE FROM notifications WHERE id NOT IN (
+            SELECT min(id) FROM notifications GROUP BY user_id, message_id
+        );
+        ALTER TABLE notifications ADD COLUMN reason VARCHAR DEFAULT 'mailbox_owner';
+        ALTER TABLE notifications ADD COLUMN digest_at TIMESTAMP;
+        CREATE UNIQUE INDEX notifications_user_message ON notifications(user_id, message_id);
+        -- F1: every follow-up suggestion and what the user did with it (the measure).
+        CREATE SEQUENCE followup_seq;
+        CREATE TABLE followup_suggestions (
+            id BIGINT PRIMARY KEY DEFAULT nextval('followup_seq'),
+            user_id VARCHAR NOT NULL,            -- who it was drafted for
+            customer_id VARCHAR NOT NULL,
+            deal_id VARCHAR,
+            thread VARCHAR NOT NULL,             -- thread key (R3 definition)
+            kind VARCHAR NOT NULL,               -- our_reply | customer_reply (who owes the answer)
+            last_message_id VARCHAR NOT NULL,    -- the message the follow-up answers
+            waiting_since TIMESTAMP,
+            language VARCHAR,
+            model VARCHAR NOT NULL,              -- template | llm:<model name>
+            draft_id BIGINT,                     -- the draft (send/drafts.py); never sent by mailops
+            subject VARCHAR,                     -- as suggested (to tell "sent as is" from "edited")
+            body_sha256 VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            outcome VARCHAR NOT NULL DEFAULT 'pending', -- pending | sent_as_is | edited | discarded
+            outcome_at TIMESTAMP
+        );
+        """,
+    ),
 ]
