@@ -243,7 +243,8 @@ def reconciliation(scope: Scope) -> pd.DataFrame:
         params,
     )
     if scope.since is not None:  # earlier days were needed above as the previous listing
-        df = df[[pd.Timestamp(d) >= pd.Timestamp(scope.since.date()) for d in df["day"]]]
+        start = pd.Timestamp(scope.since.date())
+        df = df[pd.Series([pd.Timestamp(d) >= start for d in df["day"]], index=df.index, dtype=bool)]
     df = df.reset_index(drop=True)
     df["not_examined"] = (df["server_messages"] - df["ledger_examined"]).astype("int64")
     df["flagged"] = (df["unexplained"] > 0) | (df["folders"] == 0)
