@@ -29,9 +29,22 @@ def _summary_line(summary: dict, seconds: float) -> str:
 @click.argument("mailbox", required=False)
 @click.option("--all", "all_", is_flag=True, help="Every connected mailbox (the default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--watch", is_flag=True, help="Keep syncing every 10-30 min (jittered) until Ctrl-C.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep syncing until Ctrl-C: IMAP IDLE on each INBOX (new mail within seconds) and every 10-30 min (jittered).",
+)
+@click.option("--no-idle", is_flag=True, help="--watch: poll on the schedule only, no IMAP IDLE.")
 @click.option("--trigger", default="manual", hidden=True)
 @click.option("--rounds", type=int, default=None, hidden=True, help="--watch: stop after N rounds.")
+@click.option(
+    "--for",
+    "for_seconds",
+    type=float,
+    default=None,
+    hidden=True,
+    help="--watch: stop after S seconds.",
+)
 @pass_ctx
 def sync_cmd(
     ctx: Context,
@@ -39,8 +52,10 @@ def sync_cmd(
     all_: bool,
     as_json: bool,
     watch: bool,
+    no_idle: bool,
     trigger: str,
     rounds: int | None,
+    for_seconds: float | None,
 ) -> None:
     """Sync customer email from MAILBOX (address or id), or from every connected mailbox.
 
@@ -60,13 +75,27 @@ def sync_cmd(
     store = ctx.store()
     settings = ctx.settings
     if watch:
-        from mailops.scheduler import Scheduler
+        from mailops.watch import Watch
 
         def show(r):  # noqa: ANN001
-            click.echo(json.dumps(r.as_dict(), default=str) if as_json else r.one_line())
+            click.echo(json.dumps(r.as_dict(), default=str) if as_json else r.one_line(), nl=True)
+            sys.stdout.flush()
 
-        click.echo("syncing every connected mailbox on schedule; Ctrl-C stops", err=True)
-        Scheduler(store, settings).run(max_rounds=rounds, on_result=show)
+        how = "on schedule" if no_idle else "with IMAP IDLE on each INBOX and on schedule"
+        click.echo(f"syncing every connected mailbox {how}; Ctrl-C stops", err=True)
+
+        def state(mb, st):  # noqa: ANN001
+            if st in ("idle", "unsupported", "dropped"):
+                text = {
+                    "idle": "IDLE on",
+                    "unsupported": "no IDLE (polling)",
+                    "dropped": "IDLE dropped (polling, reconnecting)",
+                }[st]
+                click.echo(f"{text} {mb.address} INBOX", err=True)
+
+        Watch(store, settings, idle=not no_idle, on_result=show, on_state=state).run(
+            seconds=for_seconds, max_rounds=rounds
+        )
         return
 
     bar = tqdm(unit="msg", desc="sync", disable=not sys.stderr.isatty() or as_json, leave=False)
