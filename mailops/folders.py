@@ -1,107 +1,72 @@
 """Which folders of a mailbox are synced (S6, S9).
 
-SPECIAL-USE flags first (RFC 6154), then well-known and localized names for servers without
-them. INBOX, user folders and ``\\Sent`` are synced; ``\\Drafts``, ``\\Junk`` and ``\\Trash``
-are not; on Gmail (a ``\\All`` folder exists) only ``\\All``, so labels do not duplicate.
-A user's choice (``mailboxes.sync_folders``, JSON list) narrows the default set.
+The special use of each folder comes from the one finder, ``mailops.imap.special`` (flags,
+then localized names). INBOX, user folders and ``\\Sent`` are synced; ``\\Drafts``,
+``\\Junk`` and ``\\Trash`` are not; on Gmail (a ``\\All`` folder exists) only ``\\All``, so
+labels do not duplicate. A user's choice (``mailboxes.sync_folders``, JSON list) narrows
+the default set. ``plan_folders`` also says why each other folder is not examined (S11).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from mailops.imap.special import NAME_HINTS, SPECIAL_USES, special_use_of
 from mailops.match import FolderInfo
 
-__all__ = ["NOT_SYNCED", "choose_folders", "special_use_of"]
+__all__ = [
+    "NAME_HINTS",
+    "NOT_SYNCED",
+    "SPECIAL_USES",
+    "choose_folders",
+    "plan_folders",
+    "special_use_of",
+]
 
-SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
 NOT_SYNCED = frozenset({"\\Drafts", "\\Junk", "\\Trash"})
-
-# lower-cased last path segment -> special use, for servers without SPECIAL-USE
-NAME_HINTS: dict[str, str] = {
-    **dict.fromkeys(
-        [
-            "sent",
-            "sent items",
-            "sent messages",
-            "sent mail",
-            "gesendet",
-            "gesendete elemente",
-            "gesendete objekte",
-            "envoyés",
-            "éléments envoyés",
-            "enviados",
-            "elementos enviados",
-            "inviati",
-            "posta inviata",
-            "verzonden items",
-        ],
-        "\\Sent",
-    ),
-    **dict.fromkeys(
-        ["drafts", "draft", "entwürfe", "brouillons", "borradores", "bozze", "concepten"],
-        "\\Drafts",
-    ),
-    **dict.fromkeys(
-        ["junk", "junk e-mail", "junk email", "spam", "bulk mail", "courrier indésirable"],
-        "\\Junk",
-    ),
-    **dict.fromkeys(
-        [
-            "trash",
-            "deleted items",
-            "deleted messages",
-            "bin",
-            "papierkorb",
-            "gelöschte elemente",
-            "corbeille",
-            "éléments supprimés",
-            "papelera",
-            "cestino",
-            "prullenbak",
-        ],
-        "\\Trash",
-    ),
-    **dict.fromkeys(["all mail", "alle nachrichten"], "\\All"),
-}
 
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def special_use_of(
-    flags: Iterable[bytes | str], name: str, delimiter: str | None = "/"
-) -> str | None:
-    flagset = {_text(f).lower() for f in flags}
-    for use in SPECIAL_USES:
-        if use.lower() in flagset:
-            return use
-    leaf = name.rsplit(delimiter, 1)[-1] if delimiter else name
-    return NAME_HINTS.get(leaf.strip().lower())
+Listing = Sequence[tuple[Iterable[bytes | str], bytes | str | None, str]]
 
 
-def choose_folders(
-    listing: Sequence[tuple[Iterable[bytes | str], bytes | str | None, str]],
-    selected: Sequence[str] | None = None,
-) -> list[FolderInfo]:
-    """From ``IMAPClient.list_folders()`` rows, the folders to sync in order (INBOX first)."""
+def plan_folders(
+    listing: Listing, selected: Sequence[str] | None = None
+) -> tuple[list[FolderInfo], list[tuple[FolderInfo, str]]]:
+    """The folders to sync in order (INBOX first), and every other selectable folder with
+    the reason it is not examined: ``special_use`` (Drafts/Junk/Trash), ``gmail_labels``
+    (covered by All Mail), ``not_selected`` (the user's choice, S9)."""
     folders: list[FolderInfo] = []
     for flags, delim, name in listing:
         flags = list(flags)
-        if any(
-            _text(f).lower() == "\\noselect" or _text(f).lower() == "\\nonexistent" for f in flags
-        ):
+        if any(_text(f).lower() in ("\\noselect", "\\nonexistent") for f in flags):
             continue
         use = special_use_of(flags, name, _text(delim) if delim else None)
         if name.upper() == "INBOX":
             name, use = "INBOX", None
         folders.append(FolderInfo(name, use, excluded=use in NOT_SYNCED))
+    skipped: list[tuple[FolderInfo, str]] = []
     if any(f.special_use == "\\All" for f in folders):  # Gmail: one copy of everything
+        skipped += [
+            (f, "special_use" if f.excluded else "gmail_labels")
+            for f in folders
+            if f.special_use != "\\All"
+        ]
         folders = [f for f in folders if f.special_use == "\\All"]
+    skipped += [(f, "special_use") for f in folders if f.excluded]
     chosen = [f for f in folders if not f.excluded]
     if selected:
         wanted = {s.upper() if s.upper() == "INBOX" else s for s in selected}
+        skipped += [(f, "not_selected") for f in chosen if f.name not in wanted]
         chosen = [f for f in chosen if f.name in wanted]
     chosen.sort(key=lambda f: (f.name != "INBOX", f.special_use != "\\Sent", f.name))
-    return chosen
+    skipped.sort(key=lambda fr: fr[0].name)
+    return chosen, skipped
+
+
+def choose_folders(listing: Listing, selected: Sequence[str] | None = None) -> list[FolderInfo]:
+    """From ``IMAPClient.list_folders()`` rows, the folders to sync in order (INBOX first)."""
+    return plan_folders(listing, selected)[0]

@@ -1,16 +1,22 @@
-"""The sync engine: customer email from IMAP into the store, incremental, headers first (S1-S12).
+"""The sync engine: customer email from IMAP into the store, incremental, headers first.
 
-Per folder (``folders.choose_folders``):
+The wire (sessions, commands, the FETCH parser, special folders) is ``mailops.imap``; this
+module is the engine. Per mailbox (``sync_mailbox``, ``sync_all`` for many at once):
 
-1. ``STATUS`` (one round trip): unchanged UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ against
-   the checkpoint means nothing to do.
-2. ``SELECT`` read-only, ``UID SEARCH`` for UIDs after the checkpoint (or ``SINCE`` the
-   backfill window on a folder's first sync or after a UIDVALIDITY change, S2/S7).
-3. Per batch of ``sync_batch`` UIDs: ``FETCH (UID FLAGS INTERNALDATE RFC822.SIZE
-   BODY.PEEK[HEADER.FIELDS (...)])``, ``decide()`` from cheap headers, then
-   ``BODY.PEEK[]`` only for messages that are stored and not already known (S8), parse
-   them (``policy.default``), and commit messages, places, activities, ledger rows and the
-   checkpoint in ONE transaction (S11, S12): a kill at any point loses or duplicates nothing.
+``_run_mailbox``  one session (``imap.session_for``: pooled, LIST-STATUS as first command),
+                  ``folders.plan_folders`` -> folders to sync, then per folder:
+``_plan_folder``  STATUS counters vs the checkpoint (unchanged -> nothing to do, S1), else
+                  SELECT read-only and ``UID SEARCH`` for the UIDs to examine (after the
+                  checkpoint, or ``SINCE`` the backfill window on a first sync or after a
+                  UIDVALIDITY change, S2/S7) -> ``FolderPlan``.
+``_sync_batch``   per ``sync_batch`` UIDs:
+  ``_examine``        FETCH (UID FLAGS INTERNALDATE RFC822.SIZE header fields) + ``decide()``
+  ``_units``          split into commit units whose bodies fit ``BODY_BUDGET_BYTES``
+  per unit:
+  ``_fetch_bodies``   BODY.PEEK[] only for stored decisions not yet in the store (S8)
+  ``_rows``           places, activities, ledger rows
+  ``_commit``         messages, places, activities, notifications, ledger and the checkpoint
+                      in ONE transaction (S11, S12): a kill loses or duplicates nothing.
 
 A UIDVALIDITY change is handled like a first sync of the folder: known messages are
 re-linked by Message-ID (a new place), nothing is deleted or stored twice (S7, S8).
@@ -20,12 +26,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,10 +38,11 @@ from typing import Any
 
 from mailops.config import Settings
 from mailops.errors import ConnectionProblem, MailopsError
-from mailops.folders import choose_folders
-from mailops.imap import close_imap
+from mailops.folders import plan_folders
+from mailops.imap import Client, Session, SessionPool, is_dropped, session_for
+from mailops.imap import commands as imap
 from mailops.match import Decision, Directory, FolderInfo, decide
-from mailops.parse import ParsedMessage, parse_headers_fast, parse_message
+from mailops.parse import HeaderInfo, ParsedMessage, parse_headers_fast, parse_message
 from mailops.store import Store
 from mailops.store import mailboxes as mailbox_store
 from mailops.store import sync as state
@@ -51,19 +57,22 @@ from mailops.store.messages import (
 )
 from mailops.store.notifications import notify_new_inbound
 
-__all__ = ["SessionPool", "SyncResult", "sync_all", "sync_mailbox", "window_start"]
+__all__ = ["SessionPool", "SyncResult", "summarize", "sync_all", "sync_mailbox", "window_start"]
 
 log = logging.getLogger(__name__)
 
 HEADER_FIELDS = "MESSAGE-ID FROM TO CC DATE SUBJECT IN-REPLY-TO REFERENCES"
 HEADER_ITEM = f"BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})]".encode()
-HEADER_KEY = f"BODY[HEADER.FIELDS ({HEADER_FIELDS})]".encode()
 FETCH_HEADERS = [b"UID", b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE", HEADER_ITEM]
 FETCH_BODY = [b"BODY.PEEK[]"]
-BODY_KEY = b"BODY[]"
+BODY_KEY = imap.BODY_KEY
+
+# one commit unit holds at most this many body bytes (and one BODY.PEEK[] FETCH asks for
+# no more): memory stays flat however many customer mails a batch holds (S12)
+BODY_BUDGET_BYTES = 32 * 1024 * 1024
 
 # Fault injection for the S12 kill test: SIGKILL this process inside the transaction of
-# batch N (after its writes, before COMMIT). Never set outside tests.
+# commit unit N (after its writes, before COMMIT). Never set outside tests.
 FAULT_ENV = "MAILOPS_FAULT_SYNC_KILL_AT_BATCH"
 
 ProgressFn = Callable[[int], None]
@@ -91,6 +100,7 @@ class SyncResult:
     stored: int = 0  # new messages stored
     linked: int = 0  # stored decisions for messages already in the store (new place)
     skipped: int = 0
+    errors: int = 0  # messages that could not be fetched, parsed or stored (S15)
     by_reason: Counter[str] = field(default_factory=Counter)
     folders: int = 0
     folders_changed: int = 0
@@ -111,9 +121,11 @@ class SyncResult:
         reasons = ", ".join(
             f"{k} {v}" for k, v in self.by_reason.most_common() if k != "stored_customer"
         )
+        errors = f", errors {self.errors}" if self.errors else ""
         return (
             f"{self.address}: examined {self.examined}, stored {self.stored}, linked {self.linked},"
-            f" skipped {self.skipped}{' (' + reasons + ')' if reasons else ''} in {self.duration_s:.2f}s"
+            f" skipped {self.skipped}{errors}{' (' + reasons + ')' if reasons else ''}"
+            f" in {self.duration_s:.2f}s"
         )
 
 
@@ -152,195 +164,77 @@ class _Ctx:
     started_at: datetime = field(default_factory=_now)
     checkpoints: dict[str, state.Checkpoint] = field(default_factory=dict)
     condstore: bool = False
-    batches: int = 0
-    run_written: bool = False  # the sync_runs row exists (written with the first batch)
+    batches: int = 0  # commit units written by this run
+    run_written: bool = False  # the sync_runs row exists (written with the first unit)
     reports: list[dict[str, Any]] = field(default_factory=list)
 
 
-_SECRETS: dict[tuple[str, str], Any] = {}
+# -- the steps -----------------------------------------------------------------------------
+@dataclass
+class FolderPlan:
+    """What ``_plan_folder`` decided for one folder: the UIDs to examine, in order."""
+
+    folder: FolderInfo
+    uidvalidity: int
+    uids: list[int]
+    last_uid: int  # checkpoint before this run (0 on a first sync)
+    status: dict[bytes, int]
+    report: dict[str, Any]
+
+    def checkpoint(self, last_uid: int, final: bool) -> state.Checkpoint:
+        """The checkpoint after examining up to LAST_UID; FINAL (read to the end) also
+        records UIDNEXT/HIGHESTMODSEQ, so a run killed half-way never looks unchanged."""
+        st = self.status
+        return state.Checkpoint(
+            self.folder.name,
+            self.uidvalidity,
+            max(last_uid, self.last_uid),
+            st.get(b"HIGHESTMODSEQ") if final else None,
+            st.get(b"UIDNEXT") if final else None,
+            st.get(b"MESSAGES") if final else None,
+        )
 
 
-def _secret_store(settings: Settings) -> Any:
-    """One SecretStore per secrets folder (its key lookup may ask the OS keyring)."""
-    from mailops.secrets import SecretStore
+@dataclass
+class Examined:
+    """One message after its header FETCH and ``decide()``."""
 
-    key = (str(settings.secrets_path), settings.secret_key_file)
-    found = _SECRETS.get(key)
-    if found is None:
-        found = _SECRETS[key] = SecretStore(settings)
-    return found
+    uid: int
+    headers: HeaderInfo
+    decision: Decision
+    flags: str
+    internaldate: datetime | None
+    size: int
 
-
-def _open(mailbox: Mailbox, settings: Settings, force_refresh: bool) -> Any:
-    from mailops.auth import credentials_for
-    from mailops.imap import open_imap
-
-    creds = credentials_for(mailbox, settings, _secret_store(settings), force_refresh=force_refresh)
-    client = open_imap(
-        mailbox, creds, timeout=settings.socket_timeout, ca_file=settings.ca_file or None
-    )
-    client.normalise_times = False
-    return client
+    @property
+    def message_id(self) -> str | None:
+        return self.headers.message_id
 
 
-def _connect(mailbox: Mailbox, settings: Settings) -> Any:
-    """Log in; on a refused login refresh the credentials once (C4) before giving up."""
-    try:
-        return _open(mailbox, settings, False)
-    except ConnectionProblem as p:
-        if p.transient:
-            raise
-        log.info("login refused for %s (%s); refreshing credentials once", mailbox.address, p.code)
-        return _open(mailbox, settings, True)
+@dataclass
+class Unit:
+    """Examined messages committed together, with the checkpoint that follows them."""
+
+    examined: list[Examined]
+    checkpoint: state.Checkpoint
+    known: set[str] = field(default_factory=set)  # Message-IDs already in the store (S8)
+    parsed: dict[int, tuple[ParsedMessage, bytes]] = field(default_factory=dict)
+    new: set[str] = field(default_factory=set)  # message ids this unit stored for the first time
 
 
-def _problem(err: BaseException, address: str) -> ConnectionProblem:
-    from mailops.problems import classify
-
-    return classify(err, mailbox=address)
-
-
-_UID_RE = re.compile(rb"UID (\d+)")
-_FLAGS_RE = re.compile(rb"FLAGS \(([^)]*)\)")
-_DATE_RE = re.compile(rb'INTERNALDATE "([^"]+)"')
-_SIZE_RE = re.compile(rb"RFC822\.SIZE (\d+)")
-
-
-def _uid_set(uids: Sequence[int]) -> str:
-    """[1,2,3,7] -> "1:3,7" (short commands for large batches)."""
-    out: list[str] = []
-    start = prev = uids[0]
-    for u in uids[1:]:
-        if u == prev + 1:
-            prev = u
-            continue
-        out.append(f"{start}:{prev}" if prev != start else str(start))
-        start = prev = u
-    out.append(f"{start}:{prev}" if prev != start else str(start))
-    return ",".join(out)
-
-
-def _parse_fetch_fast(data: list[Any]) -> dict[int, dict[bytes, Any]]:
-    """FETCH responses as imaplib returns them -> imapclient's shape, for the few items we ask.
-
-    imapclient's general response parser tokenises every byte of the metadata and costs more
-    than everything else in a headers-first sync; our items need four regexes. Anything
-    unexpected raises ValueError and the caller falls back to imapclient's parser.
-    """
-    out: dict[int, dict[bytes, Any]] = {}
-    i, n = 0, len(data)
-    while i < n:
-        item = data[i]
-        i += 1
-        literal: bytes | None = None
-        if isinstance(item, tuple):
-            meta, literal = item[0], item[1]
-            if i < n and isinstance(data[i], bytes):  # the rest of the line after the literal
-                meta = meta + b" " + data[i]
-                i += 1
-        elif isinstance(item, bytes):
-            if item == b")":
-                continue
-            meta = item
-        else:
-            raise ValueError("unexpected FETCH item")
-        m = _UID_RE.search(meta)
-        if m is None:
-            raise ValueError("FETCH without UID")
-        rec: dict[bytes, Any] = {}
-        if (f := _FLAGS_RE.search(meta)) is not None:
-            rec[b"FLAGS"] = tuple(f.group(1).split())
-        if (d := _DATE_RE.search(meta)) is not None:
-            rec[b"INTERNALDATE"] = datetime.strptime(
-                d.group(1).decode().strip(), "%d-%b-%Y %H:%M:%S %z"
-            )
-        if (z := _SIZE_RE.search(meta)) is not None:
-            rec[b"RFC822.SIZE"] = int(z.group(1))
-        if literal is not None:
-            if b"BODY[]" in meta:
-                rec[BODY_KEY] = literal
-            elif b"BODY[HEADER" in meta:
-                rec[HEADER_KEY] = literal
-            else:
-                raise ValueError("unexpected literal in FETCH")
-        out.setdefault(int(m.group(1)), {}).update(rec)
-    return out
-
-
-def _fetch(client: Any, uids: Sequence[int], items: Sequence[bytes]) -> dict[int, dict[bytes, Any]]:
-    """``UID FETCH`` with the fast parser; imapclient's own parser when it cannot cope."""
-    imap = getattr(client, "_imap", None)
-    if imap is None or not uids:
-        return dict(client.fetch(list(uids), list(items)))
-    from imapclient.response_parser import parse_fetch_response
-
-    spec = "(" + " ".join(i.decode() for i in items) + ")"
-    tag = imap._command("UID", "FETCH", _uid_set(sorted(uids)), spec)
-    typ, data = imap._command_complete("FETCH", tag)
-    client._checkok("fetch", typ, data)
-    typ, data = imap._untagged_response(typ, data, "FETCH")
-    data = [d for d in data if d is not None]
-    try:
-        return _parse_fetch_fast(data)
-    except (ValueError, IndexError, TypeError) as e:
-        log.debug("fast FETCH parse fell back to imapclient: %s", e)
-        return dict(parse_fetch_response(data, False, True))
-
-
-def _status_items(condstore: bool) -> list[bytes]:
-    return [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"] + ([b"HIGHESTMODSEQ"] if condstore else [])
-
-
-def _list_with_status(
-    client: Any, condstore: bool
-) -> tuple[list[tuple[Any, Any, str]], dict[str, dict[bytes, int]]]:
-    """``LIST ... RETURN (SPECIAL-USE STATUS (...))`` (RFC 5819): every folder and its
-    counters in ONE round trip, when the server has LIST-STATUS; else LIST (+ STATUS later)."""
-    caps = {c.upper() for c in client.capabilities()}
-    imap = getattr(client, "_imap", None)
-    if b"LIST-STATUS" not in caps or imap is None:
-        return list(client.list_folders()), {}
-    from imapclient.imap_utf7 import decode as decode_utf7
-    from imapclient.response_parser import parse_response
-
-    items = " ".join(i.decode() for i in _status_items(condstore))
-    ret = (
-        "(SPECIAL-USE STATUS (" + items + "))" if b"SPECIAL-USE" in caps else f"(STATUS ({items}))"
-    )
-    tag = imap._command("LIST", '""', '"*"', "RETURN", ret)
-    typ, data = imap._command_complete("LIST", tag)
-    client._checkok("list", typ, data)
-    status_lines = imap.untagged_responses.pop("STATUS", [])
-    typ, data = imap._untagged_response(typ, data, "LIST")
-    listing = client._proc_folder_list(data)
-    statuses: dict[str, dict[bytes, int]] = {}
-    for line in status_lines:
-        try:
-            name, values = parse_response([line])
-        except (ValueError, TypeError):
-            continue  # that folder gets its own STATUS
-        if isinstance(name, bytes):
-            name = decode_utf7(name) if client.folder_encode else name.decode()
-        it = iter(values)
-        statuses[str(name)] = {bytes(k).upper(): int(v) for k, v in zip(it, it, strict=False)}
-    return listing, statuses
-
-
-def _status(client: Any, name: str, condstore: bool) -> dict[bytes, int]:
-    return {k: int(v) for k, v in client.folder_status(name, _status_items(condstore)).items()}
-
-
-def _sync_folder(
+def _plan_folder(
     ctx: _Ctx,
-    client: Any,
+    session: Session[Any],
     folder: FolderInfo,
     cp: state.Checkpoint | None,
-    status: dict[bytes, int] | None = None,
-) -> None:
+    status: dict[bytes, int] | None,
+) -> FolderPlan | None:
+    """STATUS against the checkpoint; SELECT + SEARCH when something changed (else None)."""
+    client = session.client
     st = (
         status
         if status and b"UIDVALIDITY" in status
-        else _status(client, folder.name, ctx.condstore)
+        else imap.folder_status(client, folder.name, ctx.condstore)
     )
     uidvalidity, uidnext = st[b"UIDVALIDITY"], st[b"UIDNEXT"]
     modseq = st.get(b"HIGHESTMODSEQ")
@@ -363,13 +257,16 @@ def _sync_folder(
         and cp.uidnext == uidnext
         and (modseq is None or cp.highestmodseq == modseq)
     ):
-        return  # S1: nothing new; one round trip
+        return None  # S1: nothing new; one round trip
     ctx.result.folders_changed += 1
-    client.select_folder(folder.name, readonly=True)
+    imap.select(client, folder.name, readonly=True)
+    session.selected = folder.name
     since = (ctx.window - timedelta(days=1)).date()
     if same_uv and cp is not None:
         last = cp.last_uid
-        uids = [u for u in client.search(["UID", f"{last + 1}:*", "SINCE", since]) if u > last]
+        uids = [
+            u for u in imap.search(client, ["UID", f"{last + 1}:*", "SINCE", since]) if u > last
+        ]
     else:
         if cp is not None:
             log.warning(
@@ -380,66 +277,53 @@ def _sync_folder(
                 uidvalidity,
             )
         last = 0
-        uids = list(client.search(["SINCE", since]))
-    uids.sort()
-    batch_size = max(1, int(ctx.settings.sync_batch))
-    final = state.Checkpoint(folder.name, uidvalidity, last, modseq, uidnext, st.get(b"MESSAGES"))
-    if not uids:
-        with ctx.gate:
-            state.save_checkpoint(ctx.store, ctx.mailbox.id, final)
+        uids = imap.search(client, ["SINCE", since])
+    return FolderPlan(folder, uidvalidity, sorted(uids), last, st, report)
+
+
+def _sync_folder(
+    ctx: _Ctx,
+    session: Session[Any],
+    folder: FolderInfo,
+    cp: state.Checkpoint | None,
+    status: dict[bytes, int] | None = None,
+) -> None:
+    plan = _plan_folder(ctx, session, folder, cp, status)
+    if plan is None:
         return
-    for i in range(0, len(uids), batch_size):
-        batch = uids[i : i + batch_size]
-        is_last = i + batch_size >= len(uids)
-        cp_now = state.Checkpoint(
-            folder.name,
-            uidvalidity,
-            max(batch[-1], last),
-            modseq if is_last else None,
-            uidnext if is_last else None,
-            st.get(b"MESSAGES") if is_last else None,
-        )
-        _sync_batch(ctx, client, folder, uidvalidity, batch, cp_now, report)
-
-
-BODY_CHUNK_BYTES = 32 * 1024 * 1024  # one BODY.PEEK[] FETCH asks for at most this much
-
-
-def _by_bytes(uids: Sequence[int], sizes: dict[int, int], limit: int) -> Iterable[list[int]]:
-    """UIDs in runs whose summed RFC822.SIZE stays under LIMIT (at least one per run)."""
-    chunk: list[int] = []
-    total = 0
-    for uid in uids:
-        size = sizes.get(uid, 0)
-        if chunk and total + size > limit:
-            yield chunk
-            chunk, total = [], 0
-        chunk.append(uid)
-        total += size
-    if chunk:
-        yield chunk
+    if not plan.uids:
+        with ctx.gate:
+            state.save_checkpoint(ctx.store, ctx.mailbox.id, plan.checkpoint(0, final=True))
+        return
+    size = max(1, int(ctx.settings.sync_batch))
+    for i in range(0, len(plan.uids), size):
+        batch = plan.uids[i : i + size]
+        _sync_batch(ctx, session.client, plan, batch, final=i + size >= len(plan.uids))
 
 
 def _sync_batch(
-    ctx: _Ctx,
-    client: Any,
-    folder: FolderInfo,
-    uidvalidity: int,
-    uids: Sequence[int],
-    checkpoint: state.Checkpoint,
-    report: dict[str, Any],
+    ctx: _Ctx, client: Client, plan: FolderPlan, uids: Sequence[int], *, final: bool
 ) -> None:
+    """examine headers -> decide -> (per unit) fetch bodies -> rows -> commit."""
+    examined = _examine(ctx, client, plan.folder, uids)
+    for unit in _units(ctx, plan, uids, examined, final=final):
+        _fetch_bodies(ctx, client, unit)
+        _commit(ctx, plan, unit, *_rows(ctx, plan, unit))
+
+
+def _examine(ctx: _Ctx, client: Client, folder: FolderInfo, uids: Sequence[int]) -> list[Examined]:
+    """Header FETCH and ``decide()`` for UIDS (expunged ones simply drop out)."""
     mb = ctx.mailbox
-    fetched = _fetch(client, uids, FETCH_HEADERS)
-    seen: list[tuple[int, Any, Decision, str | None, str, datetime | None]] = []
-    max_bytes = ctx.settings.max_message_bytes
+    fetched = imap.fetch(client, uids, FETCH_HEADERS)
+    out: list[Examined] = []
     for uid in uids:
         data = fetched.get(uid)
         if data is None:  # expunged between SEARCH and FETCH
             continue
-        headers = parse_headers_fast(data.get(HEADER_KEY) or b"")
+        headers = parse_headers_fast(imap.header_block(data))
         flags = data.get(b"FLAGS") or ()
         internaldate = _utc(data.get(b"INTERNALDATE"))
+        size = int(data.get(b"RFC822.SIZE") or 0)
         d = decide(
             headers,
             folder,
@@ -449,44 +333,82 @@ def _sync_batch(
             ctx.window,
             user_id=mb.owner_user_id,
             internaldate=internaldate,
-            size=data.get(b"RFC822.SIZE"),
-            max_message_bytes=max_bytes,
+            size=size or None,
+            max_message_bytes=ctx.settings.max_message_bytes,
         )
         flag_text = " ".join(f.decode() if isinstance(f, bytes) else str(f) for f in flags)
-        seen.append((uid, headers, d, headers.message_id, flag_text, internaldate))
+        out.append(Examined(uid, headers, d, flag_text, internaldate, size))
+    return out
 
-    wanted = [s for s in seen if s[2].stored]
+
+def _units(
+    ctx: _Ctx,
+    plan: FolderPlan,
+    uids: Sequence[int],
+    examined: list[Examined],
+    *,
+    final: bool,
+) -> Iterator[Unit]:
+    """Cut a batch where the bodies to fetch would pass ``BODY_BUDGET_BYTES``: each unit is
+    committed with the checkpoint of its last UID, so memory never holds more than one
+    budget of bodies (plus one message larger than it)."""
+    wanted = [e for e in examined if e.decision.stored]
     with ctx.gate:
-        known = existing_ids(ctx.store, [s[3] for s in wanted if s[3]])
-    need_body = [s[0] for s in wanted if not s[3] or s[3] not in known]
-    header_of = {s[0]: s[1] for s in wanted}
-    parsed: dict[int, tuple[ParsedMessage, bytes]] = {}
-    sizes = {uid: int((fetched.get(uid) or {}).get(b"RFC822.SIZE") or 0) for uid in need_body}
-    for chunk in _by_bytes(need_body, sizes, BODY_CHUNK_BYTES):
-        bodies = _fetch(client, chunk, FETCH_BODY)
-        for uid in chunk:
-            raw = (bodies.get(uid) or {}).get(BODY_KEY)
-            if raw is None:
-                continue
-            p = parse_message(bytes(raw), header_of.get(uid))
-            parsed[uid] = (p, bytes(raw))
-        del bodies
+        known = existing_ids(ctx.store, [e.message_id for e in wanted if e.message_id])
+    units: list[list[Examined]] = [[]]
+    budget = 0
+    for e in examined:
+        needs_body = e.decision.stored and (not e.message_id or e.message_id not in known)
+        if needs_body and units[-1] and budget + e.size > BODY_BUDGET_BYTES:
+            units.append([])
+            budget = 0
+        units[-1].append(e)
+        budget += e.size if needs_body else 0
+    for n, members in enumerate(units):
+        last = n == len(units) - 1
+        # the last unit of a batch covers the UIDs after its last examined one (expunged)
+        upto = uids[-1] if last else members[-1].uid
+        yield Unit(members, plan.checkpoint(upto, final=final and last), known)
 
+
+def _fetch_bodies(ctx: _Ctx, client: Client, unit: Unit) -> None:
+    """BODY.PEEK[] for the unit's stored decisions not already in the store, parsed."""
+    need = [
+        e
+        for e in unit.examined
+        if e.decision.stored and (not e.message_id or e.message_id not in unit.known)
+    ]
+    if not need:
+        return
+    header_of = {e.uid: e.headers for e in need}
+    bodies = imap.fetch(client, [e.uid for e in need], FETCH_BODY)
+    for e in need:
+        raw = (bodies.get(e.uid) or {}).get(BODY_KEY)
+        if raw is None:  # expunged before the body fetch
+            continue
+        raw = bytes(raw)
+        unit.parsed[e.uid] = (parse_message(raw, header_of.get(e.uid)), raw)
+    del bodies
+
+
+def _rows(
+    ctx: _Ctx, plan: FolderPlan, unit: Unit
+) -> tuple[list[PlaceRow], list[ActivityRow], list[state.LedgerRow]]:
+    mb, folder = ctx.mailbox, plan.folder
     places: list[PlaceRow] = []
     acts: list[ActivityRow] = []
     ledger: list[state.LedgerRow] = []
-    for uid, headers, d, mid, flag_text, internaldate in seen:
-        key = mid
+    for e in unit.examined:
+        d, key = e.decision, e.message_id
         if d.stored:
-            if uid in parsed:
-                key = parsed[uid][0].key
-            elif not mid or mid not in known:  # vanished before the body fetch
+            if e.uid in unit.parsed:
+                key = unit.parsed[e.uid][0].key
+            elif not key or key not in unit.known:  # vanished before the body fetch
                 continue
-            assert key is not None
             places.append(
-                PlaceRow(key, mb.id, folder.name, uidvalidity, uid, flag_text, internaldate)
+                PlaceRow(key, mb.id, folder.name, plan.uidvalidity, e.uid, e.flags, e.internaldate)
             )
-            when = d.msg_date or internaldate
+            when = d.msg_date or e.internaldate
             for customer, kind, deal in d.customers:
                 acts.append(
                     ActivityRow(
@@ -498,143 +420,88 @@ def _sync_batch(
                 ctx.run_id,
                 mb.id,
                 folder.name,
-                uidvalidity,
-                uid,
+                plan.uidvalidity,
+                e.uid,
                 key,
                 d.decision,
                 d.reason,
                 [c for c, _, _ in d.customers],
                 d.msg_date,
-                headers.from_addr,
-                (headers.subject or "")[:300] or None,
+                e.headers.from_addr,
+                (e.headers.subject or "")[:300] or None,
             )
         )
+    return places, acts, ledger
 
+
+def _commit(
+    ctx: _Ctx,
+    plan: FolderPlan,
+    unit: Unit,
+    places: list[PlaceRow],
+    acts: list[ActivityRow],
+    ledger: list[state.LedgerRow],
+) -> None:
+    """One transaction: contents, places, activities, notifications, ledger, checkpoint."""
+    mb = ctx.mailbox
     ctx.batches += 1
     connected = (mb.connected_at or ctx.window).replace(microsecond=0)  # INTERNALDATE has seconds
     arrived = {p.message_id: p.internaldate for p in places if p.internaldate is not None}
     with ctx.gate, ctx.store.transaction():
-        if not ctx.run_written:  # the run row joins the first batch's transaction (S12)
+        if not ctx.run_written:  # the run row joins the first unit's transaction (S12)
             state.insert_run(ctx.store, ctx.run_id, mb.id, ctx.trigger, ctx.started_at)
-        new = save_messages(
+        unit.new = save_messages(
             ctx.store,
-            list(parsed.values()),
+            list(unit.parsed.values()),
             attachment_max_bytes=ctx.settings.attachment_max_bytes,
         )
         add_places(ctx.store, places)
         add_activities(ctx.store, acts)
         notify_new_inbound(ctx.store, mb, acts, arrived, connected)  # N1
         state.add_ledger(ctx.store, ledger)
-        state.save_checkpoint(ctx.store, mb.id, checkpoint)
+        state.save_checkpoint(ctx.store, mb.id, unit.checkpoint)
         if os.environ.get(FAULT_ENV) == str(ctx.batches):
             os.kill(os.getpid(), signal.SIGKILL)
     ctx.run_written = True
     with ctx.gate:  # a long first sync must not lock reports out for its whole run (R2)
         ctx.store.yield_to_readers()
+    _tally(ctx, plan.report, unit, ledger)
 
+
+def _tally(ctx: _Ctx, report: dict[str, Any], unit: Unit, ledger: list[state.LedgerRow]) -> None:
     r = ctx.result
-    stored_rows = [row for row in ledger if row.decision == "stored"]
+    stored = sum(row.decision == "stored" for row in ledger)
+    errors = sum(row.decision == "error" for row in ledger)
     r.examined += len(ledger)
-    r.stored += len(new)
-    r.linked += len(stored_rows) - len(new)
-    r.skipped += len(ledger) - len(stored_rows)
+    r.stored += len(unit.new)
+    r.linked += stored - len(unit.new)
+    r.skipped += len(ledger) - stored - errors
+    r.errors += errors
     r.by_reason.update(row.reason for row in ledger)
     report["examined"] += len(ledger)
-    report["stored"] += len(stored_rows)
-    report["skipped"] += len(ledger) - len(stored_rows)
+    report["stored"] += stored
+    report["skipped"] += len(ledger) - stored - errors
     if ctx.progress:
         ctx.progress(len(ledger))
 
 
-class SessionPool:
-    """Logged-in IMAP sessions kept between scheduler rounds (one per mailbox, S1).
+def _run_mailbox(ctx: _Ctx, pool: SessionPool | None = None) -> None:
+    """One session: plan the folders, then sync each one."""
 
-    A login costs the server far more than a LIST-STATUS; the ``--watch`` scheduler keeps
-    each mailbox's session open, so a round with no new mail is one round trip per mailbox.
-    A session the server has dropped meanwhile is replaced transparently.
-    """
+    def listing(client: Client) -> tuple[Any, dict[str, dict[bytes, int]]]:
+        ctx.condstore = b"CONDSTORE" in imap.capabilities(client)
+        return imap.list_with_status(client, ctx.condstore)
 
-    def __init__(self) -> None:
-        self._clients: dict[int, Any] = {}
-        self._lock = threading.Lock()
-
-    def take(self, mailbox_id: int) -> Any | None:
-        with self._lock:
-            return self._clients.pop(mailbox_id, None)
-
-    def give(self, mailbox_id: int, client: Any) -> None:
-        with self._lock:
-            old = self._clients.pop(mailbox_id, None)
-            self._clients[mailbox_id] = client
-        if old is not None and old is not client:
-            close_imap(old)
-
-    def close_one(self, mailbox_id: int) -> None:
-        client = self.take(mailbox_id)
-        if client is not None:
-            close_imap(client)
-
-    def close(self) -> None:
-        with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for c in clients:
-            close_imap(c)
-
-    def __len__(self) -> int:
-        return len(self._clients)
-
-
-_DROPPED = (OSError, EOFError)
-
-
-def _start_session(ctx: _Ctx, pool: SessionPool | None) -> tuple[Any, list[Any], dict[str, Any]]:
-    """A logged-in client (pooled when possible) and its folder listing with counters."""
-    client = pool.take(ctx.mailbox.id) if pool is not None else None
-    if client is not None:
-        try:
-            ctx.condstore = b"CONDSTORE" in {c.upper() for c in client.capabilities()}
-            listing, statuses = _list_with_status(client, ctx.condstore)
-            return client, listing, statuses
-        except Exception as e:  # noqa: BLE001 - a stale pooled session: log in again
-            if not isinstance(e, _DROPPED) and "imap" not in type(e).__module__.lower():
-                raise
-            log.debug("%s: pooled session dropped (%s); logging in", ctx.mailbox.address, e)
-            close_imap(client)
-    client = _connect(ctx.mailbox, ctx.settings)
-    caps = {c.upper() for c in client.capabilities()}
-    ctx.condstore = b"CONDSTORE" in caps
-    try:
-        listing, statuses = _list_with_status(client, ctx.condstore)
-        return client, listing, statuses
-    except BaseException:
-        close_imap(client)
-        raise
-
-
-def _run_folders(ctx: _Ctx, pool: SessionPool | None = None) -> None:
-    client, listing, statuses = _start_session(ctx, pool)
-    ok = False
-    try:
-        folders = choose_folders(listing, ctx.mailbox.folders)
-        if ctx.batches:  # a retry: re-read what the committed batches checkpointed
+    with session_for(ctx.mailbox, ctx.settings, listing, pool=pool) as session:
+        folders_listed, statuses = session.first
+        folders, _not_examined = plan_folders(folders_listed, ctx.mailbox.folders)
+        if ctx.batches:  # a retry: re-read what the committed units checkpointed
             with ctx.gate:
                 ctx.checkpoints = state.checkpoints(ctx.store, ctx.mailbox.id)
         for folder in folders:
             _sync_folder(
-                ctx, client, folder, ctx.checkpoints.get(folder.name), statuses.get(folder.name)
+                ctx, session, folder, ctx.checkpoints.get(folder.name), statuses.get(folder.name)
             )
-        ok = True
-    finally:
-        if ok and pool is not None:
-            if ctx.result.folders_changed:  # leave no folder selected (fresh STATUS next time)
-                try:
-                    client.unselect_folder()
-                except Exception:  # noqa: BLE001 - then the session is not worth keeping
-                    close_imap(client)
-                    return
-            pool.give(ctx.mailbox.id, client)
-        else:
-            close_imap(client)
 
 
 class _Book:
@@ -783,17 +650,19 @@ def sync_mailbox(
         ctx.reports = []
         result.folders = result.folders_changed = 0
         try:
-            _run_folders(ctx, pool)
+            _run_mailbox(ctx, pool)
             problem = None
             break
         except ConnectionProblem as p:
             problem = p
         except MailopsError:
             raise
-        except Exception as e:  # noqa: BLE001 - network / protocol errors from imapclient
-            if not isinstance(e, OSError | EOFError) and "imap" not in type(e).__module__.lower():
+        except Exception as e:  # noqa: BLE001 - network / protocol errors from the IMAP layer
+            if not is_dropped(e):
                 raise
-            problem = _problem(e, mb.address)
+            from mailops.problems import classify
+
+            problem = classify(e, mailbox=mb.address)
         if not problem.transient or attempt == attempts:
             break
         delay = backoff_delay(attempt, problem, base=settings.sync_retry_base, cap=60.0)

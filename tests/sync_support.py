@@ -102,3 +102,26 @@ def append(
 
 def days_ago(n: float) -> datetime:
     return utcnow() - timedelta(days=n)
+
+
+def without_special_use(mailserver, address: str, folders=("Sent",)) -> None:
+    """Make the real Dovecot treat ADDRESS like a server without SPECIAL-USE for FOLDERS
+    (the folders are not auto-created, so no folder carries their flag), through a userdb
+    override in the passwd-file. Call it before the account's first login. Dovecot re-reads
+    the file at most once a second. (An empty ``special_use=`` override makes Dovecot 2.3
+    fail CREATE with an internal error.)"""
+    import time
+    from pathlib import Path
+
+    path = Path(mailserver.root, "users")
+    extra = " ".join(f"userdb_namespace/inbox/mailbox/{f}/auto=no" for f in folders)
+    lines = []
+    for line in path.read_text().splitlines():
+        if line.split(":", 1)[0] == address.lower():
+            line = ":".join(line.split(":")[:7]) + ":" + extra
+        lines.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o644)
+    tmp.replace(path)
+    time.sleep(1.1)

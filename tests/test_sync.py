@@ -460,41 +460,6 @@ def test_S1_sync_all_in_parallel(store, settings, password_mailbox, mailserver):
     assert count(store, "activities") == 3
 
 
-def test_S12_fast_fetch_parser_matches_imapclient(store, settings, password_mailbox, mailserver):
-    from mailops.sync import FETCH_BODY, FETCH_HEADERS, _fetch
-
-    mb, pw = password_mailbox()
-    append(
-        mailserver,
-        mb.address,
-        pw,
-        [
-            (
-                make_msg("a@cust.test", mb.address, subject="flags"),
-                [b"\\Seen", b"\\Flagged"],
-                days_ago(3),
-            ),
-            make_msg("b@cust.test", mb.address, subject="Hällo {literal} (parens)"),
-            make_msg("c@cust.test", mb.address, subject="third"),
-        ],
-    )
-    c = imap(mailserver, mb.address, pw)
-    try:
-        c.normalise_times = False
-        c.select_folder("INBOX", readonly=True)
-        uids = c.search(["ALL"])
-        for items in (FETCH_HEADERS, FETCH_BODY):
-            ours = _fetch(c, uids, items)
-            theirs = c.fetch(uids, items)
-            for uid in uids:
-                expected = {k: v for k, v in theirs[uid].items() if k not in (b"SEQ", b"UID")}
-                assert ours[uid] == expected
-        # PEEK: nothing was marked read
-        assert b"\\Seen" not in c.get_flags(uids[1:])[uids[1]]
-    finally:
-        c.logout()
-
-
 def test_S1_scheduler_jitters_and_backs_off(store, settings):
     import random
 
@@ -537,23 +502,6 @@ def test_S1_scheduler_round_syncs_due_mailboxes(store, settings, password_mailbo
     clock[0] += 31 * 60
     assert [(r.status, r.stored) for r in sch.run_once()] == [("ok", 1)]
     sch.pool.close()
-
-
-def test_S1_one_round_trip_lists_folders_with_their_status(
-    store, settings, password_mailbox, mailserver
-):
-    from mailops.sync import _list_with_status
-
-    mb, pw = password_mailbox()
-    append(mailserver, mb.address, pw, [make_msg("a@cust.test", mb.address)])
-    c = imap(mailserver, mb.address, pw)
-    try:
-        listing, statuses = _list_with_status(c, condstore=True)
-        assert {"INBOX", "Sent", "Drafts"} <= {name for _, _, name in listing}
-        assert statuses["INBOX"][b"MESSAGES"] == 1
-        assert statuses["INBOX"] == c.folder_status("INBOX", list(statuses["INBOX"]))
-    finally:
-        c.logout()
 
 
 def test_N1_new_inbound_customer_mail_notifies_the_owner(
@@ -645,10 +593,3 @@ def test_S12_huge_message_is_skipped_without_fetching_its_body(
     r = sync_mailbox(store, capped, mb)
     assert reasons(store, r.run_id) == [("huge", "too_large"), ("small", "stored_customer")]
     assert count(store, "message_raw") == 1
-
-
-def test_S10_bodies_are_fetched_in_runs_bounded_by_size():
-    from mailops.sync import _by_bytes
-
-    sizes = {1: 10, 2: 10, 3: 25, 4: 5, 5: 100}
-    assert list(_by_bytes([1, 2, 3, 4, 5], sizes, 30)) == [[1, 2], [3, 4], [5]]

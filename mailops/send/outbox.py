@@ -30,7 +30,6 @@ from typing import Any
 
 from mailops.config import Settings
 from mailops.errors import ConnectionProblem, MailopsError
-from mailops.imap import close_imap
 from mailops.send.prepare import Prepared
 from mailops.store import Store
 from mailops.store import mailboxes as mbstore
@@ -175,68 +174,50 @@ def queue(store: Store, prepared: Prepared, *, draft_id: int | None = None) -> O
 
 
 # -- IMAP: the Sent folder ------------------------------------------------------------------
-def _imap(mailbox: Mailbox, settings: Settings, secrets: Any = None) -> Any:
-    from mailops.auth import credentials_for
-    from mailops.imap import open_imap
-
-    creds = credentials_for(mailbox, settings, secrets)
-    return open_imap(
-        mailbox, creds, timeout=settings.socket_timeout, ca_file=settings.ca_file or None
-    )
-
-
 def _sent_folder(client: Any) -> str:
-    from imapclient.imapclient import SENT
+    """The Sent folder as the sync sees it (the one finder, ``imap.special``); created as
+    "Sent" only when the server has none by flag or by name."""
+    from mailops.imap import find_special_folder
 
-    name = client.find_special_folder(SENT)
-    if name:
-        return str(name)
-    for candidate in ("Sent", "Sent Items", "Sent Messages", "INBOX.Sent"):
-        if client.folder_exists(candidate):
-            return candidate
-    client.create_folder("Sent")
-    return "Sent"
+    return find_special_folder(client, "\\Sent", create="Sent") or "Sent"
 
 
 def _search_sent(client: Any, folder: str, message_id: str) -> list[int]:
-    client.select_folder(folder, readonly=True)
-    uids = client.search(["HEADER", "Message-ID", message_id])
-    return [int(u) for u in uids]
+    from mailops.imap import commands
+
+    commands.select(client, folder, readonly=True)
+    return commands.search(client, ["HEADER", "Message-ID", message_id])
 
 
 def find_in_sent(
     mailbox: Mailbox, settings: Settings, message_id: str, secrets: Any = None
 ) -> list[int]:
     """UIDs of the messages in MAILBOX's Sent folder carrying MESSAGE_ID."""
-    client = _imap(mailbox, settings, secrets)
-    try:
-        return _search_sent(client, _sent_folder(client), message_id)
-    finally:
-        close_imap(client)
+    from mailops.imap import session_for
+
+    with session_for(mailbox, settings, _sent_folder, secrets=secrets) as session:
+        return _search_sent(session.client, session.first, message_id)
 
 
 def _file_in_sent(
     mailbox: Mailbox, settings: Settings, raw: bytes, message_id: str, secrets: Any = None
 ) -> str:
     """APPEND the copy to Sent unless it is there already; returns how the copy exists."""
-    from imapclient.exceptions import IMAPClientError
+    from mailops.imap import IMAPError, commands, session_for
 
     try:
-        client = _imap(mailbox, settings, secrets)
+        with session_for(mailbox, settings, _sent_folder, secrets=secrets) as session:
+            folder = session.first
+            if _search_sent(session.client, folder, message_id):
+                return "found"
+            commands.append(session.client, folder, raw, flags=[b"\\Seen"])
+            return "appended"
     except ConnectionProblem as e:
         log.warning("sent copy of %s not filed: %s", message_id, e)
         return "missing"
-    try:
-        folder = _sent_folder(client)
-        if _search_sent(client, folder, message_id):
-            return "found"
-        client.append(folder, raw, flags=[b"\\Seen"])
-        return "appended"
-    except (IMAPClientError, OSError) as e:
+    except (IMAPError, OSError) as e:
         log.warning("sent copy of %s not filed: %s", message_id, e)
         return "missing"
-    finally:
-        close_imap(client)
 
 
 # -- delivery -----------------------------------------------------------------------------

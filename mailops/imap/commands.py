@@ -1,0 +1,223 @@
+"""IMAP commands the engine needs, behind names of our own.
+
+Every private imaplib / imapclient call of mailops lives in this package: an imapclient
+upgrade that changes them breaks here, next to the tests that exercise these functions,
+never silently inside the sync engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import IO, Any
+
+from imapclient import IMAPClient
+
+from mailops.imap.fetch_parser import parse_fetch
+
+__all__ = [
+    "BODY_KEY",
+    "append",
+    "capabilities",
+    "count",
+    "fetch",
+    "fetch_body_to",
+    "folder_status",
+    "header_block",
+    "list_folders",
+    "list_with_status",
+    "search",
+    "select",
+    "status_items",
+    "uid_set",
+    "unselect",
+]
+
+log = logging.getLogger(__name__)
+
+BODY_KEY = b"BODY[]"
+
+Listing = list[tuple[Any, Any, str]]
+
+
+def capabilities(client: IMAPClient) -> frozenset[bytes]:
+    return frozenset(bytes(c).upper() for c in client.capabilities())
+
+
+def uid_set(uids: Sequence[int]) -> str:
+    """[1,2,3,7] -> "1:3,7" (short commands for large batches)."""
+    out: list[str] = []
+    start = prev = uids[0]
+    for u in uids[1:]:
+        if u == prev + 1:
+            prev = u
+            continue
+        out.append(f"{start}:{prev}" if prev != start else str(start))
+        start = prev = u
+    out.append(f"{start}:{prev}" if prev != start else str(start))
+    return ",".join(out)
+
+
+def _tagged(client: IMAPClient, name: str, *args: str) -> tuple[str, list[Any]]:
+    """Send one command, wait for its tagged completion, raise imapclient's error when not OK."""
+    imap = client._imap
+    tag = imap._command(*args)
+    typ, data = imap._command_complete(name, tag)
+    client._checkok(name.lower(), typ, data)
+    return typ, data
+
+
+def _untagged(client: IMAPClient, typ: str, data: list[Any], name: str) -> list[Any]:
+    typ, data = client._imap._untagged_response(typ, data, name)
+    return [d for d in data if d is not None]
+
+
+# -- fetch ------------------------------------------------------------------------------
+def fetch(
+    client: IMAPClient, uids: Sequence[int], items: Sequence[bytes]
+) -> dict[int, dict[bytes, Any]]:
+    """``UID FETCH`` with the fast parser; imapclient's own parser when it cannot cope."""
+    if not uids:
+        return {}
+    if getattr(client, "_imap", None) is None:
+        return dict(client.fetch(list(uids), list(items)))
+    from imapclient.response_parser import parse_fetch_response
+
+    spec = "(" + " ".join(i.decode() for i in items) + ")"
+    typ, data = _tagged(client, "FETCH", "UID", "FETCH", uid_set(sorted(uids)), spec)
+    data = _untagged(client, typ, data, "FETCH")
+    try:
+        return parse_fetch(data)
+    except (ValueError, IndexError, TypeError) as e:
+        log.debug("fast FETCH parse fell back to imapclient: %s", e)
+        return dict(parse_fetch_response(data, False, True))
+
+
+def header_block(record: dict[bytes, Any]) -> bytes:
+    """The ``BODY[HEADER.FIELDS (...)]`` literal of one FETCH record (however echoed)."""
+    for k, v in record.items():
+        if k.startswith(b"BODY[HEADER") and isinstance(v, bytes | bytearray):
+            return bytes(v)
+    return b""
+
+
+def fetch_body_to(
+    client: IMAPClient, uid: int, out: IO[bytes], size: int, *, chunk: int = 8 * 1024 * 1024
+) -> int:
+    """Copy message UID's bytes into OUT by partial fetches (``BODY.PEEK[]<offset.length>``),
+    so a big message never sits whole in memory. Returns the number of bytes written.
+    Raises LookupError when the message is gone."""
+    offset = 0
+    while size <= 0 or offset < size:
+        got = fetch(client, [uid], [f"BODY.PEEK[]<{offset}.{chunk}>".encode()]).get(uid) or {}
+        part = next((bytes(v) for k, v in got.items() if k.startswith(b"BODY[]")), None)
+        del got
+        if part is None and offset == 0:
+            raise LookupError(f"UID {uid} vanished before its body was fetched")
+        if not part:
+            break
+        out.write(part)
+        offset += len(part)
+        if len(part) < chunk:
+            break
+        del part
+    return offset
+
+
+# -- folders ----------------------------------------------------------------------------
+def status_items(condstore: bool) -> list[bytes]:
+    return [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"] + ([b"HIGHESTMODSEQ"] if condstore else [])
+
+
+def list_folders(client: IMAPClient) -> Listing:
+    return [(f[0], f[1], str(f[2])) for f in client.list_folders()]
+
+
+def list_with_status(
+    client: IMAPClient, condstore: bool
+) -> tuple[Listing, dict[str, dict[bytes, int]]]:
+    """``LIST ... RETURN (SPECIAL-USE STATUS (...))`` (RFC 5819): every folder and its
+    counters in ONE round trip, when the server has LIST-STATUS; else LIST (+ STATUS later)."""
+    caps = capabilities(client)
+    if b"LIST-STATUS" not in caps or getattr(client, "_imap", None) is None:
+        return list_folders(client), {}
+    from imapclient.imap_utf7 import decode as decode_utf7
+    from imapclient.response_parser import parse_response
+
+    items = " ".join(i.decode() for i in status_items(condstore))
+    ret = (
+        "(SPECIAL-USE STATUS (" + items + "))" if b"SPECIAL-USE" in caps else f"(STATUS ({items}))"
+    )
+    typ, data = _tagged(client, "LIST", "LIST", '""', '"*"', "RETURN", ret)
+    status_lines = client._imap.untagged_responses.pop("STATUS", [])
+    data = _untagged(client, typ, data, "LIST")
+    listing = [(f[0], f[1], str(f[2])) for f in client._proc_folder_list(data)]
+    statuses: dict[str, dict[bytes, int]] = {}
+    for line in status_lines:
+        try:
+            name, values = parse_response([line])
+        except (ValueError, TypeError):
+            continue  # that folder gets its own STATUS
+        if isinstance(name, bytes):
+            name = decode_utf7(name) if client.folder_encode else name.decode()
+        it = iter(values)
+        statuses[str(name)] = {bytes(k).upper(): int(v) for k, v in zip(it, it, strict=False)}
+    return listing, statuses
+
+
+def folder_status(client: IMAPClient, name: str, condstore: bool) -> dict[bytes, int]:
+    return {k: int(v) for k, v in client.folder_status(name, status_items(condstore)).items()}
+
+
+def select(client: IMAPClient, name: str, *, readonly: bool = True) -> dict[bytes, Any]:
+    return dict(client.select_folder(name, readonly=readonly))
+
+
+def unselect(client: IMAPClient) -> None:
+    client.unselect_folder()
+
+
+def search(client: IMAPClient, criteria: Sequence[Any]) -> list[int]:
+    """``UID SEARCH``; sorted UIDs."""
+    return sorted(int(u) for u in client.search(list(criteria)))
+
+
+_COUNT_RE = re.compile(rb"COUNT (\d+)")
+
+
+def count(client: IMAPClient, criteria: Sequence[Any]) -> int:
+    """How many messages of the selected folder match CRITERIA: ``SEARCH RETURN (COUNT)``
+    (ESEARCH, RFC 4731: one number on the wire), else the length of a plain SEARCH."""
+    if b"ESEARCH" not in capabilities(client) or getattr(client, "_imap", None) is None:
+        return len(search(client, criteria))
+    from imapclient.imapclient import _normalise_search_criteria
+
+    args = [a.decode() for a in _normalise_search_criteria(list(criteria), None)]
+    typ, data = _tagged(client, "SEARCH", "UID", "SEARCH", "RETURN", "(COUNT)", *args)
+    lines = _untagged(client, typ, data, "ESEARCH")
+    for line in lines:
+        m = _COUNT_RE.search(bytes(line))
+        if m:
+            return int(m.group(1))
+    return 0
+
+
+def append(
+    client: IMAPClient,
+    folder: str,
+    raw: bytes,
+    *,
+    flags: Iterable[bytes] = (),
+    when: datetime | None = None,
+) -> int | None:
+    """APPEND RAW to FOLDER; the new UID when the server says it (UIDPLUS ``APPENDUID``)."""
+    answer = client.append(folder, raw, flags=list(flags), msg_time=when)
+    text = bytes(answer) if isinstance(answer, bytes | bytearray) else str(answer).encode()
+    m = re.search(rb"APPENDUID \d+ (\d+)", text)
+    return int(m.group(1)) if m else None
+
+
+def create_folder(client: IMAPClient, name: str) -> None:
+    client.create_folder(name)
