@@ -46,7 +46,7 @@ def _changed(responses: Any) -> bool:
 
 
 def _connect(mailbox: Mailbox, settings: Settings) -> Any:
-    from mailops.sync import _connect as login
+    from mailops.imap import login
 
     return login(mailbox, settings)
 

@@ -79,7 +79,7 @@ def test_S1_watch_idle_notifies_within_seconds_of_smtp_delivery(team, settings):
 
 
 def test_S1_watch_falls_back_to_polling_where_idle_is_missing(team, settings, mailserver):
-    from mailops.sync import _connect
+    from mailops.imap import login as _connect
 
     class NoIdle:
         def __init__(self, client):
@@ -117,7 +117,7 @@ def test_S1_watch_falls_back_to_polling_where_idle_is_missing(team, settings, ma
 
 
 def test_S1_watch_re_idles_before_the_timeout_and_reconnects_after_a_drop(team, settings):
-    from mailops.sync import _connect
+    from mailops.imap import login as _connect
 
     calls = {"n": 0}
 
