@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailops.errors import SendRefused
-from mailops.send.compose import Attachment, Recipient, build_message, check_header
+from mailops.send.compose import Attachment, Recipient, build_message, check_header, wire_bytes
 from mailops.send.reply import Original, quote_html, quote_text, reply_subject, thread_headers
 
 
@@ -19,7 +19,7 @@ from mailops.send.reply import Original, quote_html, quote_text, reply_subject, 
         ("AW: Balcony", "Re: Balcony"),
         ("Re[2]: Balcony", "Re: Balcony"),
         ("Re: AW: SV: Balcony", "Re: Balcony"),
-        ("Fwd: Balcony", "Re: Fwd: Balcony"),
+        ("Fwd: Balcony", "Re: Balcony"),
         ("Regarding the balcony", "Re: Regarding the balcony"),
         ("", "Re:"),
         (None, "Re:"),
@@ -83,15 +83,21 @@ def test_E2_attachment_type_detected(name: str, ctype: str) -> None:
     assert Attachment.from_bytes(name, b"data").content_type == ctype
 
 
-def test_E2_bcc_never_in_headers() -> None:
+def test_E2_bcc_in_sent_copy_never_on_the_wire() -> None:
     msg = build_message(
         sender=Recipient("a@x.test"),
         to=[Recipient("b@x.test")],
-        bcc=[Recipient("c@x.test")],
+        bcc=[Recipient("c@x.test", "Bea Blind"), Recipient("d@x.test")],
         subject="s",
         body_text="b",
     )
-    assert msg["Bcc"] is None and "c@x.test" not in msg.as_string()
+    assert str(msg["Bcc"]) == "Bea Blind <c@x.test>, d@x.test"  # the Sent copy
+    wire = wire_bytes(msg.as_bytes())
+    assert b"c@x.test" not in wire and b"d@x.test" not in wire and b"Bcc" not in wire
+    assert wire.replace(b"\r\n", b"\n") != msg.as_bytes()
+    assert wire_bytes(b"From: a\r\nBcc: x@y,\r\n z@y\r\nTo: b\r\n\r\nBcc: body\r\n") == (
+        b"From: a\r\nTo: b\r\n\r\nBcc: body\r\n"
+    )
 
 
 def test_E2_international_domain_encoded_non_ascii_local_part_refused() -> None:

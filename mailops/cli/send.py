@@ -110,6 +110,13 @@ def report(item: Any) -> None:
     "--user", envvar="MAILOPS_USER", required=True, help="Your CRM user id ($MAILOPS_USER)."
 )
 @content_options
+@click.option(
+    "--inline-image",
+    "inline_images",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Image the HTML shows as <img src="cid:FILENAME"> (a signature logo; repeatable).',
+)
 @click.option("--preview", is_flag=True, help="Show the email; send nothing.")
 @pass_ctx
 def send(
@@ -128,6 +135,7 @@ def send(
     attachments: tuple[Path, ...],
     reply_to: str | None,
     reply_all: bool,
+    inline_images: tuple[Path, ...],
     preview: bool,
 ) -> None:
     """Send an email to a customer from your own mailbox (checks E1 first; never sends twice)."""
@@ -152,6 +160,7 @@ def send(
         cc_customers=cc_customers,
         bcc_customers=bcc_customers,
         attachments=list(attachments),
+        inline_images=list(inline_images),
         reply_to=reply_to,
         reply_all=reply_all,
     )

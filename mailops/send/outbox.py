@@ -30,6 +30,7 @@ from typing import Any
 
 from mailops.config import Settings
 from mailops.errors import ConnectionProblem, MailopsError
+from mailops.send.compose import wire_message
 from mailops.send.prepare import Prepared
 from mailops.store import Store
 from mailops.store import mailboxes as mbstore
@@ -319,7 +320,9 @@ def deliver(
         return _fail(store, item, e.code, e.message, "connect")
     try:
         reply_code: int
-        reply_code, resp = smtp.mail(item.envelope_from or mailbox.address)
+        # the Sent copy keeps Bcc, the wire never; 8-bit only with BODY=8BITMIME (RFC 6152)
+        wire, mail_options = wire_message(item.raw, offers_8bitmime=smtp.has_extn("8bitmime"))
+        reply_code, resp = smtp.mail(item.envelope_from or mailbox.address, mail_options)
         if reply_code != 250:
             return _fail(store, item, "sender_refused", _resp(reply_code, resp), "refused")
         refused = []
@@ -332,7 +335,7 @@ def deliver(
             return _fail(store, item, "recipient_refused", "; ".join(refused), "refused")
         obstore.set_phase(store, item.id, "smtp")  # from here the server may accept it
         try:
-            reply_code, resp = smtp.data(item.raw)
+            reply_code, resp = smtp.data(wire)
         except smtplib.SMTPDataError as e:
             return _fail(store, item, "data_refused", _resp(e.smtp_code, e.smtp_error), "refused")
         if reply_code != 250:

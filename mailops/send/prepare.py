@@ -56,6 +56,8 @@ class EmailRequest:
     cc_customers: Sequence[str] = ()
     bcc_customers: Sequence[str] = ()
     attachments: Sequence[str | Path | Attachment] = ()
+    #: images the HTML body shows as ``<img src="cid:NAME">`` (NAME: the file name)
+    inline_images: Sequence[str | Path | Attachment] = ()
     reply_to: str | None = None  # stored message id / Message-ID
     reply_all: bool = False
     draft_id: int | None = None
@@ -233,6 +235,7 @@ def prepare(store: Store, settings: Settings, req: EmailRequest) -> Prepared:
         body_text=body_text,
         body_html=body_html,
         attachments=compose.load_attachments(req.attachments),
+        inline_images=compose.load_attachments(req.inline_images),
         message_id=compose.new_message_id(mb.address),
         in_reply_to=in_reply_to,
         references=references,
@@ -252,7 +255,7 @@ def prepare(store: Store, settings: Settings, req: EmailRequest) -> Prepared:
 
 
 def preview(prepared: Prepared) -> dict[str, Any]:
-    """What would be sent, for a person to check (no Bcc header exists: shown from the envelope)."""
+    """What would be sent, for a person to check."""
     msg = prepared.message
     text = msg.get_body(("plain",))
     html = msg.get_body(("html",))
@@ -260,9 +263,7 @@ def preview(prepared: Prepared) -> dict[str, Any]:
         "from": str(msg["From"]),
         "to": str(msg["To"]),
         "cc": str(msg["Cc"] or ""),
-        "bcc": ", ".join(
-            r.address for r in prepared.recipients[1 + len(msg.get_all("Cc") or []) :]
-        ),
+        "bcc": str(msg["Bcc"] or ""),  # in the Sent copy only, never on the wire
         "subject": str(msg["Subject"]),
         "message_id": prepared.message_id,
         "in_reply_to": str(msg["In-Reply-To"] or ""),

@@ -20,23 +20,47 @@ __all__ = [
     "Original",
     "load_original",
     "quote_html",
+    "base_subject",
+    "forward_subject",
     "quote_text",
     "reply_subject",
     "thread_headers",
 ]
 
-# "Re:", "RE:", "Re[2]:", "AW:" (German), "SV:" (Nordic), "Antw:" (Dutch), "Odp:" (Polish),
-# repeated any number of times: a reply carries exactly one "Re: ".
-_REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|antw|odp|r)(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+", re.I)
+#: Reply and forward prefixes as mail clients write them in their languages, so a reply to
+#: "VS: Angebot" is "Re: Angebot", never "Re: VS: Angebot". Repeated any number of times,
+#: with a counter ("Re[2]:", "RE(3):") and an ASCII or full-width colon.
+REPLY_PREFIXES = (
+    "re", "aw", "sv", "vs", "antw", "odp", "r", "rif", "réf", "ynt", "res", "rsp", "odg",
+    "atb", "ats", "vast", "απ", "σχετ", "השב", "رد", "回复", "回覆", "答复", "返信", "답장", "отв",
+)  # fmt: skip
+FORWARD_PREFIXES = (
+    "fw", "fwd", "wg", "tr", "rv", "enc", "pd", "vl", "doorst", "i", "továbbítás", "πρθ",
+    "הועבר", "转发", "轉寄", "転送", "전달", "пересл",
+)  # fmt: skip
+_PREFIX_WORDS = "|".join(
+    re.escape(p) for p in sorted({*REPLY_PREFIXES, *FORWARD_PREFIXES}, key=len, reverse=True)
+)
+_REPLY_PREFIX = re.compile(rf"^\s*(?:(?:{_PREFIX_WORDS})\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*)+", re.I)
 
 #: References kept in a reply (RFC 5322 suggests trimming long chains; keep the first and the
 #: latest ones so threading still works).
 MAX_REFERENCES = 20
 
 
+def base_subject(subject: str | None) -> str:
+    """SUBJECT without its reply / forward prefixes, in any of the common languages."""
+    return _REPLY_PREFIX.sub("", subject or "").strip()
+
+
 def reply_subject(subject: str | None) -> str:
-    rest = _REPLY_PREFIX.sub("", subject or "").strip()
+    rest = base_subject(subject)
     return f"Re: {rest}" if rest else "Re:"
+
+
+def forward_subject(subject: str | None) -> str:
+    rest = base_subject(subject)
+    return f"Fwd: {rest}" if rest else "Fwd:"
 
 
 @dataclass
