@@ -49,6 +49,11 @@ class Settings:
     connect_retry_budget: int = 3  # C4: consecutive transient failures before problematic
     template_timeout: float = 2.0  # E2: seconds one template part may take to render
     template_memory_mb: int = 256  # E2: memory the template renderer may use
+    llm_url: str = ""  # F1: OpenAI-compatible endpoint (".../v1"); "" = template drafts
+    llm_model: str = "gpt-4o-mini"  # F1: the model name sent to that endpoint
+    llm_timeout: float = 20.0  # F1: seconds per request, then the template draft
+    followup_reply_hours: float = 8.0  # F1: customer wrote last, no answer for N business hours
+    followup_customer_days: float = 3.0  # F1: we wrote last, no answer for N business days
 
     @property
     def secrets_path(self) -> Path:
