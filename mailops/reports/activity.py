@@ -21,12 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from mailops.reports import Scope, where
 
 __all__ = [
     "business_hours_between",
+    "business_hours_vector",
     "most_active_deals",
     "response_summary",
     "response_times",
@@ -108,16 +110,41 @@ def _fill_weeks(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _thread_activities(scope: Scope) -> pd.DataFrame:
+def _responses_sql(scope: Scope) -> tuple[str, list[Any]]:
+    """One row per response, computed in DuckDB (see the module doc).
+
+    Within a (customer, thread), the inbound rows between two outbound ones form one
+    question; the outbound that closes it is the answer and the earliest inbound the time it
+    was asked. ``k`` numbers those intervals: the count of outbound rows before a row. Threads
+    without an inbound row in the period are dropped before the window functions run.
+    """
     sql, params = _activity_scope(scope)
-    return scope.store.query(
-        "SELECT a.customer_id, coalesce(c.name, a.customer_id) AS customer,"
+    period, period_params = scope.period("a.occurred_at")
+    return (
+        "WITH acts AS (SELECT a.customer_id, coalesce(c.name, a.customer_id) AS customer,"
         " a.user_id, coalesce(u.name, a.user_id) AS sales_person, a.direction, a.occurred_at,"
         ' a.message_id, msg.subject, coalesce(msg."references"[1], msg.in_reply_to, msg.id) AS thread'
         f"{_FROM} JOIN messages msg ON msg.id = a.message_id"
-        f" WHERE {sql} AND a.occurred_at IS NOT NULL"
-        " ORDER BY a.customer_id, thread, a.occurred_at, a.direction",
-        params,
+        f" WHERE {sql} AND a.occurred_at IS NOT NULL),"
+        # only threads with a question asked in the period can have a response in it
+        " asked_threads AS (SELECT DISTINCT customer_id, thread FROM acts a"
+        f"  WHERE a.direction = 'inbound' AND {period}),"
+        " numbered AS (SELECT acts.*, coalesce(sum(CASE WHEN direction = 'outbound' THEN 1 END)"
+        "  OVER (PARTITION BY acts.customer_id, acts.thread ORDER BY occurred_at, direction,"
+        "  message_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS k"
+        "  FROM acts SEMI JOIN asked_threads t"
+        "  ON t.customer_id = acts.customer_id AND t.thread = acts.thread),"
+        " questions AS (SELECT customer_id, thread, k, min(occurred_at) AS asked_at,"
+        "  arg_min(subject, (occurred_at, message_id)) AS subject FROM numbered"
+        "  WHERE direction = 'inbound' GROUP BY ALL)"
+        " SELECT o.customer_id, o.customer, o.thread, q.subject, q.asked_at,"
+        " o.occurred_at AS answered_at, o.user_id, o.sales_person,"
+        " row_number() OVER (PARTITION BY o.customer_id, o.thread ORDER BY o.occurred_at, o.k)"
+        " = 1 AS first_response"
+        " FROM numbered o JOIN questions q"
+        " ON q.customer_id = o.customer_id AND q.thread = o.thread AND q.k = o.k"
+        " WHERE o.direction = 'outbound'",
+        [*params, *period_params],
     )
 
 
@@ -150,6 +177,49 @@ def business_hours_between(
     return total / 3600.0
 
 
+def business_hours_vector(
+    start: pd.Series,
+    end: pd.Series,
+    *,
+    day_start: int = 9,
+    day_end: int = 17,
+    tz: str = "UTC",
+) -> pd.Series:
+    """``business_hours_between`` for whole columns: the business seconds up to END minus
+    those up to START, each counted on the local wall clock of TZ."""
+
+    def upto(ts: pd.Series) -> np.ndarray:
+        local = pd.to_datetime(ts).dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+        day = local.dt.normalize()
+        # whole weekdays since a Monday (1970-01-05), then the part of this day
+        days = ((day - pd.Timestamp("1970-01-05")) // pd.Timedelta(days=1)).to_numpy()
+        weeks, rest = np.divmod(days, 7)
+        per_day = (min(day_end, 24) - day_start) * 3600.0
+        before = (weeks * 5 + np.minimum(rest, 5)) * per_day
+        into = ((local - day) / pd.Timedelta(seconds=1)).to_numpy() - day_start * 3600.0
+        today = np.where(rest < 5, np.clip(into, 0.0, per_day), 0.0)
+        return before + today
+
+    if start.empty:
+        return pd.Series([], dtype="float64", index=start.index)
+    secs = np.maximum(upto(end) - upto(start), 0.0)
+    return pd.Series(secs / 3600.0, index=start.index)
+
+
+RESPONSE_COLUMNS = [
+    "customer_id",
+    "customer",
+    "thread",
+    "subject",
+    "asked_at",
+    "answered_at",
+    "user_id",
+    "sales_person",
+    "hours",
+    "first_response",
+]
+
+
 def response_times(
     scope: Scope,
     *,
@@ -159,58 +229,23 @@ def response_times(
     tz: str = "UTC",
 ) -> pd.DataFrame:
     """One row per response (see the module doc) whose question was asked in the period."""
-    acts = _thread_activities(scope)
-    out: list[dict[str, Any]] = []
-    for (_cust, _thread), group in acts.groupby(["customer_id", "thread"], sort=False):
-        pending: dict[str, Any] | None = None
-        first = True
-        for row in group.itertuples(index=False):
-            if row.direction == "inbound":
-                if pending is None:
-                    pending = row._asdict()
-            elif pending is not None:
-                asked, answered = pending["occurred_at"], row.occurred_at
-                hours = (
-                    business_hours_between(
-                        asked, answered, day_start=day_start, day_end=day_end, tz=tz
-                    )
-                    if business_hours
-                    else (answered - asked).total_seconds() / 3600.0
-                )
-                out.append(
-                    {
-                        "customer_id": row.customer_id,
-                        "customer": row.customer,
-                        "thread": row.thread,
-                        "subject": pending["subject"],
-                        "asked_at": asked,
-                        "answered_at": answered,
-                        "user_id": row.user_id,
-                        "sales_person": row.sales_person,
-                        "hours": round(hours, 3),
-                        "first_response": first,
-                    }
-                )
-                pending, first = None, False
-    cols = [
-        "customer_id",
-        "customer",
-        "thread",
-        "subject",
-        "asked_at",
-        "answered_at",
-        "user_id",
-        "sales_person",
-        "hours",
-        "first_response",
-    ]
-    df = pd.DataFrame(out, columns=cols)
-    if not df.empty:
-        if scope.since is not None:
-            df = df[df["asked_at"] >= scope.since]
-        if scope.until is not None:
-            df = df[df["asked_at"] < scope.until]
-    return df.reset_index(drop=True)
+    sql, params = _responses_sql(scope)
+    period, period_params = scope.period("r.asked_at")
+    df = scope.store.query(
+        "SELECT r.*, round((epoch(r.answered_at) - epoch(r.asked_at)) / 3600.0, 3) AS hours"
+        f" FROM ({sql}) r WHERE {period}"
+        " ORDER BY r.customer_id, r.thread, r.answered_at",
+        [*params, *period_params],
+    )
+    if business_hours and not df.empty:
+        hours = business_hours_vector(
+            df["asked_at"], df["answered_at"], day_start=day_start, day_end=day_end, tz=tz
+        )
+        df["hours"] = hours.round(3)
+    if df.empty:
+        return pd.DataFrame(columns=RESPONSE_COLUMNS)
+    df["first_response"] = df["first_response"].astype(bool)
+    return df[RESPONSE_COLUMNS].reset_index(drop=True)
 
 
 def response_summary(responses: pd.DataFrame) -> pd.DataFrame:
