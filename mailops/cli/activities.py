@@ -10,6 +10,7 @@ import click
 import pandas as pd
 
 from mailops.cli import Context, pass_ctx
+from mailops.exports import to_csv
 
 
 def as_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,7 +27,7 @@ def as_option(f: Callable[..., Any]) -> Callable[..., Any]:
 def emit(df: pd.DataFrame, as_csv: bool, as_json: bool, empty: str = "(nothing)") -> None:
     """A listing as a table, CSV or a JSON array."""
     if as_csv:
-        click.echo(df.to_csv(index=False), nl=False)
+        click.echo(to_csv(df), nl=False)  # cells a spreadsheet would run are neutralized
     elif as_json:
         click.echo(df.to_json(orient="records", date_format="iso", indent=2))
     elif df.empty:

@@ -10,6 +10,7 @@ import click
 import pandas as pd
 
 from mailops.cli import Context, pass_ctx
+from mailops.exports import write_csv
 
 
 def _write(df: pd.DataFrame, path: str, kind: str) -> None:
@@ -22,7 +23,7 @@ def _write(df: pd.DataFrame, path: str, kind: str) -> None:
             out["customers"] = out["customers"].map(
                 lambda v: ";".join(v) if v is not None and len(v) else ""
             )
-        out.to_csv(target, index=False)
+        write_csv(out, target)  # cells a spreadsheet would run are neutralized
     elif kind == "json":
         records = json.loads(out.to_json(orient="records", date_format="iso"))
         target.write_text(json.dumps(records, indent=1, ensure_ascii=False))

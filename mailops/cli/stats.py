@@ -9,6 +9,7 @@ import click
 import pandas as pd
 
 from mailops.cli import Context, pass_ctx
+from mailops.exports import to_csv
 
 
 def _scope(ctx: Context, viewer: str, days: int, since: str, until: str, mailbox: str) -> Any:
@@ -27,7 +28,7 @@ def _scope(ctx: Context, viewer: str, days: int, since: str, until: str, mailbox
 
 def _emit(df: pd.DataFrame, as_csv: bool, as_json: bool, empty: str = "(nothing)") -> None:
     if as_csv:
-        click.echo(df.to_csv(index=False), nl=False)
+        click.echo(to_csv(df), nl=False)  # cells a spreadsheet would run are neutralized
     elif as_json:
         click.echo(df.to_json(orient="records", date_format="iso", indent=2))
     elif df.empty:

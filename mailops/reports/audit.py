@@ -290,11 +290,13 @@ def _gap_note(
 
 
 def export(df: pd.DataFrame, prefix: str | Path, name: str) -> list[Path]:
-    """Write DF as ``<prefix>_<name>.csv`` and ``.parquet``; return the paths."""
+    """Write DF as ``<prefix>_<name>.csv`` (spreadsheet-safe: cells that would run are
+    neutralized) and ``.parquet`` (raw values); return the paths."""
+    from mailops.exports import write_csv
+
     if not str(prefix):
         return []
     csv, parquet = Path(f"{prefix}_{name}.csv"), Path(f"{prefix}_{name}.parquet")
-    csv.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(csv, index=False)
+    write_csv(df, csv)
     df.to_parquet(parquet, index=False)
     return [csv, parquet]
