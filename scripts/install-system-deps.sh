@@ -11,6 +11,7 @@ elif [ ! -e /usr/lib/dovecot/lmtp ]; then
 fi
 have mbsync || need+=(isync)              # the benchmark's peer
 have chromium || need+=(chromium)         # screenshots of HTML reports in tests
+have spamassassin || need+=(spamassassin) # optional: tests check no mailops-caused rule fires on sent mail
 have openssl || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"

@@ -100,6 +100,11 @@ def _delivered_part(raw: bytes) -> bytes:
 
 
 def send_rich(p: Party, **extra: Any) -> Any:
+    fields: dict[str, Any] = {
+        "body_html": RICH,
+        "inline_images": [Attachment.from_bytes("logo.png", LOGO)],
+        **extra,
+    }
     request = EmailRequest(
         user_id=p.user_id,
         mailbox=p.mailbox.address,
@@ -107,10 +112,8 @@ def send_rich(p: Party, **extra: Any) -> Any:
         cc_customers=["c-2"],
         bcc_customers=["c-3"],
         subject="Angebot für B-204 – Ihre Wohnung",
-        body_html=RICH,
-        inline_images=[Attachment.from_bytes("logo.png", LOGO)],
         attachments=[Attachment.from_bytes(ATTACHMENT_NAME, b"%PDF-1.4\n" + bytes(range(256)))],
-        **extra,
+        **fields,
     )
     item = send_email(p.store, p.settings, request)
     assert item.state == "sent", item.last_error
@@ -418,12 +421,47 @@ SETUP_RULES = {
 }  # fmt: skip
 
 
-@pytest.mark.skipif(shutil.which("spamassassin") is None, reason="SpamAssassin not installed")
-def test_E2_spamassassin_finds_nothing_mailops_caused(party: Party) -> None:
-    send_rich(party)
-    (raw,) = raw_messages(party, *party.customers["c-1"])
+#: rules about what the sales person wrote (an offer names its price), not how mailops wrote it
+CONTENT_RULES = {"LOTS_OF_MONEY"}
+#: an offer letter of realistic length (a two-line test mail with a logo reads as "image only")
+LETTER = "".join(
+    f"<p>{para}</p>"
+    for para in [
+        "thank you for visiting Harbour View last Saturday. As promised, here is our offer "
+        "for the flat you liked best, with the floor plan attached.",
+        "The flat is on the fourth floor, faces south over the harbour and has two bedrooms, "
+        "a kitchen open to the living room, a bathroom with a window and a separate toilet. "
+        "The balcony runs along the living room and the main bedroom.",
+        "A parking space in the underground garage and a storage room in the basement are "
+        "included in the price. The building is heated by a district heating network and the "
+        "flats have floor heating throughout.",
+        "Construction of the second building starts in spring; your flat would be handed over "
+        "in the autumn of next year. We hold the offer for you for four weeks.",
+        "If you would like to see the flat again, or talk about the details and the payment "
+        "plan, just reply to this email or call me; I am in the office every weekday.",
+        "Kind regards from the whole sales team, and thank you again for your interest.",
+    ]
+)
+
+
+def _spamassassin_rules(raw: bytes) -> tuple[set[str], str]:
     out = subprocess.run(
         ["spamassassin", "-L", "-t"], input=raw, capture_output=True, timeout=120, check=False
     ).stdout.decode(errors="replace")
-    fired = set(re.findall(r"^\s*-?[\d.]+\s+([A-Z0-9_]+)\s", out, flags=re.M))
-    assert not (fired - SETUP_RULES), out[-3000:]
+    return set(re.findall(r"^\s*-?[\d.]+\s+([A-Z0-9_]+)\s", out, flags=re.M)), out[-2500:]
+
+
+@pytest.mark.skipif(shutil.which("spamassassin") is None, reason="SpamAssassin not installed")
+def test_E2_spamassassin_finds_nothing_mailops_caused(party: Party) -> None:
+    """The rich mail (HTML document, prose alternative, QP, RFC 2231 names, Bcc) fires no
+    rule but the set-up's and its content's; with a logo, only SpamAssassin's "an image in
+    a short HTML mail" rule is added (what the sales person chose, not how it was written)."""
+    no_logo = RICH.replace('<p><img src="cid:logo.png" alt="Northwind Homes" width="120"></p>', "")
+    send_rich(party, body_html=no_logo.replace("<ul>", LETTER + "<ul>"), inline_images=[])
+    send_rich(party, body_html=RICH.replace("<ul>", LETTER + "<ul>"))
+    plain_raw, logo_raw = raw_messages(party, *party.customers["c-1"])
+    fired, out = _spamassassin_rules(plain_raw)
+    assert not (fired - SETUP_RULES - CONTENT_RULES), out
+    fired, out = _spamassassin_rules(logo_raw)
+    extra = fired - SETUP_RULES - CONTENT_RULES
+    assert all(re.fullmatch(r"HTML_IMAGE_ONLY_\d+", r) for r in extra), out
