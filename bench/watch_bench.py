@@ -64,7 +64,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from mailops.auth import password_ref
     from mailops.config import Settings
-    from mailops.devserver import DevServer
+    from mailops.dev.devserver import DevServer
     from mailops.reports import open_reader
     from mailops.secrets import SecretStore
     from mailops.store import Store

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -177,7 +175,8 @@ def require_linkable(store: Store, address: str, user_id: str) -> None:
         raise _already_linked(address)
 
 
-def _existing(store: Store, user_id: str, address: str) -> Mailbox | None:
+def existing_mailbox(store: Store, user_id: str, address: str) -> Mailbox | None:
+    """The newest mailbox row of USER_ID for ADDRESS (any state), or None."""
     rows = [m for m in mailboxes.all_mailboxes(store, owner=user_id) if m.address == address]
     return rows[-1] if rows else None
 
@@ -208,7 +207,7 @@ def connect_mailbox(
     _require_self(user_id, actor_user_id, "connect")
     address = _normalize(address)
     require_linkable(store, address, user_id)  # C6: whatever credentials come next
-    existing = _reuse or _existing(store, user_id, address)
+    existing = _reuse or existing_mailbox(store, user_id, address)
     if existing is not None and existing.state == "connected" and _reuse is None:
         raise MailopsError(
             f"{address} is already connected for {user_id} (mailbox {existing.id})",
@@ -610,146 +609,3 @@ def list_mailboxes(store: Store, user_id: str | None = None) -> list[dict[str, A
 
 test_mailbox.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported
 TestResult.__test__ = False  # type: ignore[attr-defined]
-
-
-# -- the demo step (`mailops demo connect`) -----------------------------------------------
-
-MANIFEST_NAMES = ("demo-manifest.json", "demo_manifest.json", "manifest.json", "demo.json")
-
-
-def load_demo_manifest(settings: Settings, store: Store | None = None) -> list[dict[str, str]]:
-    """The demo mailboxes [{"user_id", "address"}]: the seed manifest in the devserver dir
-    (``demo-manifest.json``, written by ``mailops demo seed``: address + owner_user_id per
-    mailbox, no passwords), else every CRM user whose e-mail is an account on the devserver."""
-    import os
-
-    from mailops import devserver
-
-    root = settings.devserver_dir
-    for name in MANIFEST_NAMES:
-        path = os.path.join(root, name)
-        if os.path.exists(path):
-            with open(path) as f:
-                data = json.load(f)
-            items = data.get("mailboxes", data) if isinstance(data, dict) else data
-            out = []
-            for item in items if isinstance(items, list) else []:
-                if isinstance(item, dict):
-                    address = item.get("address") or item.get("email") or item.get("mailbox")
-                    user = (
-                        item.get("owner_user_id")
-                        or item.get("user_id")
-                        or item.get("user")
-                        or item.get("owner")
-                    )
-                    if address and user:
-                        out.append({"user_id": str(user), "address": str(address).lower()})
-            if out:
-                return out
-    state = devserver.status(root)
-    accounts = set(state.users()) if state else set()
-    if store is None:
-        return []
-    rows = store.rows("SELECT id, lower(email) FROM users WHERE active ORDER BY id")
-    return [{"user_id": uid, "address": email} for uid, email in rows if email in accounts]
-
-
-class DevicePhone:
-    """Device-code callback for the local devserver: shows the message, then -- standing in
-    for the user signing in on their phone -- approves the code on the token service from a
-    thread a moment later (the sign-in call is polling by then)."""
-
-    def __init__(
-        self,
-        state: Any,
-        address: str,
-        *,
-        delay: float = 0.5,
-        echo: Callable[[str], Any] = print,
-    ) -> None:
-        self.state, self.address, self.delay, self.echo = state, address, delay, echo
-        self.threads: list[threading.Thread] = []
-
-    def __call__(self, prompt: DeviceCodePrompt) -> None:
-        self.echo(f"[{self.address}] {prompt.message}")
-
-        def approve() -> None:
-            time.sleep(self.delay)
-            self.state.approve(prompt.user_code, self.address)
-
-        t = threading.Thread(target=approve, daemon=True)
-        self.threads.append(t)
-        t.start()
-
-    def join(self) -> None:
-        for t in self.threads:
-            t.join(timeout=5)
-
-
-def connect_demo_mailboxes(
-    store: Store, settings: Settings, *, oauth_count: int = 1, approve_delay: float = 0.5
-) -> Iterator[str]:
-    """Connect every demo mailbox on the running devserver; the first OAUTH_COUNT sign in
-    through MSAL's device-code flow (a thread approves the code on the token service: the
-    demo's stand-in for the user signing in on their phone), the rest with their password.
-    Already connected mailboxes are left alone (safe to re-run)."""
-    from mailops import devserver
-    from mailops.errors import DevServerError
-
-    state = devserver.status(settings.devserver_dir)
-    if state is None:
-        raise DevServerError(
-            f"no devserver running in {settings.devserver_dir}",
-            guidance="start it with: mailops devserver start",
-        )
-    entries = load_demo_manifest(settings, store)
-    if not entries:
-        raise MailopsError(
-            "no demo mailboxes found", code="demo", guidance="run: mailops demo seed"
-        )
-    passwords = state.users()
-    oauth_left = oauth_count
-    for entry in entries:
-        user_id, address = entry["user_id"], entry["address"]
-        current = _existing(store, user_id, address)
-        if current is not None and current.state == "connected":
-            oauth_left -= current.auth_kind == "oauth"
-            yield f"{address}: already connected ({current.provider}, mailbox {current.id})"
-            continue
-        use_oauth = current.auth_kind == "oauth" if current is not None else oauth_left > 0
-        phone = DevicePhone(
-            state, address, delay=approve_delay, echo=lambda m: print(f"  {m}", flush=True)
-        )
-        try:
-            if use_oauth:
-                kwargs: dict[str, Any] = dict(
-                    provider="microsoft", device_code_callback=phone, timeout=60.0
-                )
-            else:
-                if address not in passwords:
-                    yield f"{address}: skipped (no account on the devserver)"
-                    continue
-                kwargs = dict(provider="generic", password=passwords[address])
-            if current is not None:
-                mb = reconnect_mailbox(
-                    store,
-                    settings,
-                    current,
-                    devserver=True,
-                    password=kwargs.get("password"),
-                    device_code_callback=kwargs.get("device_code_callback"),
-                    timeout=kwargs.get("timeout"),
-                )
-            else:
-                mb = connect_mailbox(
-                    store, settings, user_id=user_id, address=address, devserver=True, **kwargs
-                )
-        except MailopsError as e:
-            yield f"{address}: FAILED {e.one_line()}"
-            continue
-        finally:
-            phone.join()
-        if use_oauth:
-            oauth_left -= 1
-        how = "MSAL device code, XOAUTH2" if mb.auth_kind == "oauth" else "password"
-        yield f"{address}: connected for {user_id} (mailbox {mb.id}, {how})"

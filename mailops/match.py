@@ -2,7 +2,7 @@
 
 ``Directory.load(store)`` reads the CRM directory once per sync run; ``decide()`` then
 answers, for one message seen in one folder of one mailbox, *stored* (with the customers
-and deals whose activities it joins) or *skipped* with a reason code from ``REASONS``.
+and deals whose activities it joins) or *skipped* with a reason code from ``SKIP_REASONS``.
 
 Order of the checks (the first that applies gives the reason): folder excluded, draft (S6),
 too large (S10), before the backfill window (S2), never-log address (S9), internal (S5),
@@ -28,69 +28,69 @@ from mailops.parse import HeaderInfo
 if TYPE_CHECKING:
     from mailops.store import Store
 
-__all__ = ["REASONS", "Decision", "Directory", "FolderInfo", "Reason", "decide"]
+__all__ = ["SKIP_REASONS", "Decision", "Directory", "FolderInfo", "SkipReason", "decide"]
 
 
 @dataclass(frozen=True)
-class Reason:
+class SkipReason:
     code: str
     decision: str  # stored | skipped
     rule: str
     description: str
 
 
-REASONS: dict[str, Reason] = {
+SKIP_REASONS: dict[str, SkipReason] = {
     r.code: r
     for r in [
-        Reason(
+        SkipReason(
             "stored_customer",
             "stored",
             "S3",
             "From/To/Cc holds a customer's primary address valid at the message date",
         ),
-        Reason("no_customer", "skipped", "S3", "no customer address on From/To/Cc"),
-        Reason(
+        SkipReason("no_customer", "skipped", "S3", "no customer address on From/To/Cc"),
+        SkipReason(
             "additional_address",
             "skipped",
             "S3",
             "only a customer's additional (non-primary) address matched",
         ),
-        Reason(
+        SkipReason(
             "before_address_valid",
             "skipped",
             "S3",
             "the address became the customer's primary address after the message date",
         ),
-        Reason(
+        SkipReason(
             "after_address_valid",
             "skipped",
             "S3",
             "the address had stopped being the customer's primary address at the message date",
         ),
-        Reason(
+        SkipReason(
             "internal",
             "skipped",
             "S5",
             "another mailbox ever connected to the CRM is on From/To/Cc",
         ),
-        Reason("draft", "skipped", "S6", "flagged \\Draft or in the Drafts folder"),
-        Reason(
+        SkipReason("draft", "skipped", "S6", "flagged \\Draft or in the Drafts folder"),
+        SkipReason(
             "excluded_folder",
             "skipped",
             "S6/S9",
             "the folder is not synced (Junk, Trash, or deselected)",
         ),
-        Reason("before_window", "skipped", "S2", "older than the backfill window"),
-        Reason(
+        SkipReason("before_window", "skipped", "S2", "older than the backfill window"),
+        SkipReason(
             "never_log",
             "skipped",
             "S9",
             "an address or customer on the message is marked never-log",
         ),
-        Reason(
+        SkipReason(
             "too_large", "skipped", "S10/S12", "the message is larger than the message size cap"
         ),
-        Reason("malformed", "skipped", "S12", "headers unreadable; no address could be found"),
+        SkipReason("malformed", "skipped", "S12", "headers unreadable; no address could be found"),
     ]
 }
 

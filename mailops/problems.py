@@ -1,6 +1,6 @@
 """Why a mailbox connection failed: reason codes, classification, and the C3/C4 state rules.
 
-``REASONS`` is the one table of reason codes (code -> human message, IT guidance, transient).
+``PROBLEM_REASONS`` is the one table of reason codes (code -> human message, IT guidance, transient).
 ``classify(err)`` is pure: it maps whatever a login or a token refresh raised (imapclient,
 smtplib, socket/ssl, MSAL error dicts or exceptions, google-auth RefreshError, SecretsError)
 to a ``ConnectionProblem`` carrying one of those codes.  ``record_failure`` /
@@ -14,18 +14,15 @@ import random
 import re
 import socket
 import ssl
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from mailops.errors import ConnectionProblem, MailopsError
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
-class Reason:
+class ProblemReason:
     code: str
     message: str  # for the mailbox owner
     guidance: str  # for IT (or the owner): what to do about it
@@ -33,111 +30,111 @@ class Reason:
 
 
 _R = [
-    Reason(
+    ProblemReason(
         "auth_failed",
         "The server refused the sign-in (wrong password or app password).",
         "Check the address and password; for accounts with MFA create an app password; then"
         " reconnect the mailbox.",
         False,
     ),
-    Reason(
+    ProblemReason(
         "token_revoked",
         "The sign-in has expired or was revoked (the refresh token is no longer accepted).",
         "The user must reconnect the mailbox and sign in again. Causes: password change,"
         " token revoked by an admin, sign-in sessions revoked, or long inactivity.",
         False,
     ),
-    Reason(
+    ProblemReason(
         "consent_required",
         "The app's permission to read and send mail was withdrawn or needs new consent.",
         "A tenant admin must grant consent for the IMAP.AccessAsUser.All and SMTP.Send"
         " permissions (or the user re-consents); then reconnect the mailbox.",
         False,
     ),
-    Reason(
+    ProblemReason(
         "imap_disabled",
         "IMAP access is disabled for this mailbox.",
         "Enable IMAP for the mailbox (Microsoft 365: Exchange admin center > mailbox > Email"
         " apps > IMAP; Google: Gmail settings > Forwarding and POP/IMAP), then reconnect.",
         False,
     ),
-    Reason(
+    ProblemReason(
         "smtp_disabled",
         "Sending through SMTP (SMTP AUTH) is disabled for this mailbox.",
         "Enable authenticated SMTP for the mailbox (Microsoft 365: Set-CASMailbox"
         " -SmtpClientAuthenticationDisabled $false, or the tenant-wide setting), then reconnect.",
         False,
     ),
-    Reason(
+    ProblemReason(
         "tls_failed",
         "A secure (TLS) connection to the mail server could not be established.",
         "Check the server name, port and TLS mode, the server certificate and the trusted CA"
         " (ca_file); a proxy may be intercepting TLS.",
         False,
     ),
-    Reason(
+    ProblemReason(
         "network",
         "The mail server could not be reached (connection refused, reset, or name not found).",
         "Check the host name and port, DNS, firewall and outbound network access. Retried"
         " automatically.",
         True,
     ),
-    Reason(
+    ProblemReason(
         "timeout",
         "The mail server did not answer in time.",
         "Usually temporary; retried automatically. If it persists check the network path or"
         " raise socket_timeout.",
         True,
     ),
-    Reason(
+    ProblemReason(
         "throttled",
         "The provider is throttling requests for this mailbox.",
         "Retried automatically after the suggested backoff. If it persists reduce the sync"
         " frequency or batch size for this tenant.",
         True,
     ),
-    Reason(
+    ProblemReason(
         "over_quota",
         "The provider reports a quota was exceeded (bandwidth, commands or storage).",
         "Retried automatically later. If it persists free space in the mailbox or wait for the"
         " provider's daily limits to reset.",
         True,
     ),
-    Reason(
+    ProblemReason(
         "server_unavailable",
         "The mail or sign-in service is temporarily unavailable.",
         "Usually a provider-side outage; retried automatically. Check the provider's service"
         " health page if it persists.",
         True,
     ),
-    Reason(
+    ProblemReason(
         "identity_mismatch",
         "The account that signed in is not the mailbox address that was entered.",
         "Sign in with the account of that exact address (check the account picker / browser"
         " session); a user can only connect mailboxes they can sign in to (C1).",
         False,
     ),
-    Reason(
+    ProblemReason(
         "secret_missing",
         "The stored credentials for this mailbox are missing or cannot be decrypted.",
         "Reconnect the mailbox. If many mailboxes show this, the secrets directory or the"
         " encryption key (MAILOPS_SECRET_KEY / keyring / key file) changed.",
         False,
     ),
-    Reason(
+    ProblemReason(
         "protocol_error",
         "The mail server answered in a way mailops did not expect.",
         "Check that host and port point at an IMAP/SMTP server with the configured TLS mode.",
         False,
     ),
-    Reason(
+    ProblemReason(
         "unknown",
         "The connection failed for an unrecognised reason.",
         "Retried automatically; if it persists see the mailops log for the server's answer.",
         True,
     ),
 ]
-REASONS: dict[str, Reason] = {r.code: r for r in _R}
+PROBLEM_REASONS: dict[str, ProblemReason] = {r.code: r for r in _R}
 
 # Ordered: the first matching pattern wins (throttling and "disabled" before plain refusals).
 _TEXT_RULES: list[tuple[re.Pattern[str], str]] = [
@@ -196,8 +193,8 @@ _TEXT_RULES: list[tuple[re.Pattern[str], str]] = [
 _BACKOFF = re.compile(r"Suggested Backoff Time:\s*(\d+)\s*milli", re.I)
 
 
-def reason(code: str) -> Reason:
-    return REASONS.get(code) or REASONS["unknown"]
+def reason(code: str) -> ProblemReason:
+    return PROBLEM_REASONS.get(code) or PROBLEM_REASONS["unknown"]
 
 
 def problem(
@@ -312,7 +309,7 @@ def _code_for(err: BaseException, text: str) -> str:
 
     if isinstance(err, SecretsError):
         return "secret_missing"
-    if isinstance(err, MailopsError) and err.code in REASONS:
+    if isinstance(err, MailopsError) and err.code in PROBLEM_REASONS:
         return err.code
     name = type(err).__name__
     module = type(err).__module__ or ""
@@ -417,7 +414,7 @@ def record_failure(
         return False
     if state == "problematic" and problem.transient:
         return False  # keep the recorded (permanent or budget-exhausting) reason
-    code = problem.code if problem.code in REASONS else "unknown"
+    code = problem.code if problem.code in PROBLEM_REASONS else "unknown"
     message = problem.message
     with store.transaction():
         if problem.transient:
@@ -453,25 +450,3 @@ def backoff_delay(
     if problem is not None and problem.retry_after:
         return min(cap, float(problem.retry_after))
     return random.uniform(0, min(cap, base * (2 ** max(0, attempt - 1))))
-
-
-def with_retries(
-    fn: Callable[[], T],
-    *,
-    attempts: int = 3,
-    mailbox: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    base: float = 1.0,
-    cap: float = 30.0,
-) -> T:
-    """Call FN; on a transient ConnectionProblem wait (backoff) and retry, up to ATTEMPTS calls.
-    Permanent problems and the last transient one are raised."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except ConnectionProblem as e:
-            p = classify(e, mailbox)
-            if not p.transient or attempt == attempts:
-                raise p from None
-            sleep(backoff_delay(attempt, p, base=base, cap=cap))
-    raise AssertionError("unreachable")  # pragma: no cover

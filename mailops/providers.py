@@ -1,15 +1,20 @@
 """Mail providers (C2): endpoints, TLS modes, SASL mechanism and OAuth scopes as data.
 
 Every endpoint can be overridden (``Endpoints.with_overrides``), and
-``devserver_overrides(settings)`` points a provider at the running local devserver
-(127.0.0.1 IMAP/SMTP and the local OAuth token service with its own CA), so the real MSAL
-and google-auth flows run locally in tests and the demo (``mailops mailbox connect
---devserver``).
+``devserver_overrides(settings)`` points a provider at a running local server (127.0.0.1
+IMAP/SMTP and a local OAuth token service with its own CA), so the real MSAL and google-auth
+flows run locally in tests and the demo (``mailops mailbox connect --devserver``). The local
+server announces itself in ``<devserver_dir>/endpoints.json`` (``LocalServer``, defined here:
+the product owns the format, the dev wing's devserver writes it), so nothing here imports
+the dev wing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+import json
+import socket
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -192,24 +197,62 @@ def resolve(
     return ep.with_overrides(**overrides)
 
 
+LOCAL_SERVER_FILE = "endpoints.json"
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """Where a local mail server listens (no secrets): ``DIR/endpoints.json``."""
+
+    host: str
+    imaps_port: int
+    smtp_port: int
+    microsoft_authority: str
+    authorize_url: str
+    token_url: str
+    ca_file: str
+
+    def save(self, root: str) -> None:
+        path = Path(root, LOCAL_SERVER_FILE)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def running(cls, root: str) -> LocalServer | None:
+        """The local server announced in ROOT, if its IMAPS port answers; else None."""
+        try:
+            data = json.loads(Path(root, LOCAL_SERVER_FILE).read_text())
+            server = cls(**{f.name: data[f.name] for f in fields(cls)})
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        try:
+            socket.create_connection((server.host, server.imaps_port), 1).close()
+        except OSError:
+            return None
+        return server
+
+    @staticmethod
+    def forget(root: str) -> None:
+        Path(root, LOCAL_SERVER_FILE).unlink(missing_ok=True)
+
+
 def devserver_overrides(
     settings: Settings | None = None, *, name: str = "generic"
 ) -> dict[str, Any]:
     """Overrides that point provider NAME at the running devserver (`mailops devserver start`)."""
-    from mailops import devserver
-
     settings = settings or Settings.load()
-    state = devserver.status(settings.devserver_dir)
-    if state is None:
+    server = LocalServer.running(settings.devserver_dir)
+    if server is None:
         raise DevServerError(
             f"no devserver running in {settings.devserver_dir}",
             guidance="start it with: mailops devserver start",
         )
-    return endpoints_for_state(state, name)
+    return endpoints_for_state(server, name)
 
 
 def endpoints_for_state(state: Any, name: str) -> dict[str, Any]:
-    """Like devserver_overrides, from a DevServerState in hand (tests run one in-process)."""
+    """Like devserver_overrides, from a ``LocalServer`` (or the devserver's state) in hand."""
     return {
         "imap_host": state.host,
         "imap_port": state.imaps_port,

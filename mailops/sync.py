@@ -25,8 +25,6 @@ re-linked by Message-ID (a new place), nothing is deleted or stored twice (S7, S
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -38,6 +36,7 @@ from typing import Any
 
 from mailops.config import Settings
 from mailops.errors import ConnectionProblem, MailopsError
+from mailops.faults import crash_point
 from mailops.folders import plan_folders
 from mailops.imap import Client, Session, SessionPool, is_dropped, session_for
 from mailops.imap import commands as imap
@@ -70,10 +69,6 @@ BODY_KEY = imap.BODY_KEY
 # one commit unit holds at most this many body bytes (and one BODY.PEEK[] FETCH asks for
 # no more): memory stays flat however many customer mails a batch holds (S12)
 BODY_BUDGET_BYTES = 32 * 1024 * 1024
-
-# Fault injection for the S12 kill test: SIGKILL this process inside the transaction of
-# commit unit N (after its writes, before COMMIT). Never set outside tests.
-FAULT_ENV = "MAILOPS_FAULT_SYNC_KILL_AT_BATCH"
 
 ProgressFn = Callable[[int], None]
 
@@ -460,8 +455,7 @@ def _commit(
         notify_new_inbound(ctx.store, mb, acts, arrived, connected)  # N1
         state.add_ledger(ctx.store, ledger)
         state.save_checkpoint(ctx.store, mb.id, unit.checkpoint)
-        if os.environ.get(FAULT_ENV) == str(ctx.batches):
-            os.kill(os.getpid(), signal.SIGKILL)
+        crash_point("sync.batch_written", n=ctx.batches)  # S12 kill test: before COMMIT
     ctx.run_written = True
     with ctx.gate:  # a long first sync must not lock reports out for its whole run (R2)
         ctx.store.yield_to_readers()

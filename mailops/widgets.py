@@ -28,6 +28,11 @@ from mailops.config import Settings
 from mailops.errors import MailopsError
 from mailops.store import Store
 
+# address -> (device-code callback, browser) that stand in for the user signing in: the
+# notebook passes the dev wing's ``mailops.dev.stand_ins.stand_ins_for(settings)`` when
+# DEVSERVER_APPROVE is set; product code never builds one itself.
+SignInStandIns = Callable[[str], tuple[Callable[[DeviceCodePrompt], Any], Browser]]
+
 log = logging.getLogger(__name__)
 
 PROVIDER_CHOICES = [
@@ -86,9 +91,9 @@ def headless_connect(
     address: str,
     login_from_env: str = "",
     devserver: bool = False,
-    approve_on_devserver: bool = False,
     device_code_callback: Callable[[DeviceCodePrompt], Any] | None = None,
     browser: Browser | None = None,
+    sign_in_for: SignInStandIns | None = None,
     timeout: float | None = None,
 ) -> Outcome:
     """Scripted connect (papermill): the password comes from the environment variable NAMED
@@ -107,8 +112,8 @@ def headless_connect(
             )
         password = os.environ[login_from_env]
     try:
-        if devserver and approve_on_devserver and provider != "generic":
-            device_code_callback, browser = devserver_stand_ins(settings, address)
+        if sign_in_for is not None and provider != "generic":
+            device_code_callback, browser = sign_in_for(address)
         with _store(settings) as store:
             mb = connect_mailbox(
                 store,
@@ -134,23 +139,6 @@ def headless_connect(
     )
 
 
-def devserver_stand_ins(
-    settings: Settings, address: str, echo: Callable[[str], Any] = print
-) -> tuple[Callable[[DeviceCodePrompt], Any], Browser]:
-    """(device-code callback, browser) that complete a sign-in on the local devserver: the
-    stand-ins for the user's phone and browser (demo, tests). Never for real providers."""
-    from mailops import devserver
-    from mailops.auth.oauth import follow_locally
-    from mailops.connect import DevicePhone
-    from mailops.errors import DevServerError
-
-    state = devserver.status(settings.devserver_dir)
-    if state is None:
-        raise DevServerError("no devserver running", guidance="mailops devserver start")
-    phone = DevicePhone(state, address.strip().lower(), echo=echo)
-    return phone, (lambda url: follow_locally(url, state.ca_file))
-
-
 def _print_prompt(prompt: DeviceCodePrompt) -> None:
     print(prompt.message, flush=True)
 
@@ -163,9 +151,9 @@ def finish(outcome: Outcome | None) -> Outcome | None:
 
 
 class ConnectPanel:
-    """The R1 connect widget. ``device_code_hook`` / ``browser`` let tests and the demo stand
-    in for the user's phone / browser; by default the device-code message is shown and the
-    system browser opens."""
+    """The R1 connect widget. ``device_code_hook`` / ``browser`` (or ``sign_in_for``, per
+    address) let tests and the demo stand in for the user's phone / browser; by default the
+    device-code message is shown and the system browser opens."""
 
     def __init__(
         self,
@@ -179,10 +167,10 @@ class ConnectPanel:
         browser: Browser | None = None,
         endpoint_overrides: dict[str, Any] | None = None,
         timeout: float | None = None,
-        approve_on_devserver: bool = False,
+        sign_in_for: SignInStandIns | None = None,
     ) -> None:
         self.settings = settings or Settings.load()
-        self.approve_on_devserver = devserver and approve_on_devserver
+        self.sign_in_for = sign_in_for
         self._acting = address
         self.user_id = user_id
         self.devserver = devserver
@@ -281,12 +269,12 @@ class ConnectPanel:
         )
         if self.device_code_hook is not None:
             self.device_code_hook(prompt)
-        elif self.approve_on_devserver:
-            devserver_stand_ins(self.settings, self._acting, echo=lambda _m: None)[0](prompt)
+        elif self.sign_in_for is not None:
+            self.sign_in_for(self._acting)[0](prompt)
 
     def _browser(self) -> Browser | None:
-        if self.browser is None and self.approve_on_devserver:
-            return devserver_stand_ins(self.settings, self._acting)[1]
+        if self.browser is None and self.sign_in_for is not None:
+            return self.sign_in_for(self._acting)[1]
         return self.browser
 
     def refresh(self, select: int | None = None) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mailops.config import Settings
-from mailops.devserver import DevServer, DevServerState
+from mailops.dev.devserver import DevServer, DevServerState
 from mailops.store import Store
 
 # C5: the per-user key file ($XDG_CONFIG_HOME/mailops/key) of this test session, never the

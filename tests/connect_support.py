@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mailops.auth.oauth import DeviceCodePrompt, follow_locally
+from mailops.auth.oauth import DeviceCodePrompt
+from mailops.dev.stand_ins import follow_locally
 from mailops.providers import Endpoints, endpoints_for_state, resolve
 
 

@@ -263,7 +263,7 @@ def test_C4_transient_token_fault_does_not_flip_until_budget(store, settings, ma
 def test_C4_closed_imap_port_flips_only_when_budget_exhausted(
     store, settings, mailserver, password_mailbox
 ):
-    from mailops.devserver import free_port
+    from mailops.dev.devserver import free_port
 
     mb, _ = password_mailbox()
     mailboxes.update(store, mb.id, imap_port=free_port())  # nothing listens: connection refused

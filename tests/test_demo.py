@@ -18,8 +18,8 @@ import imapclient
 import pytest
 
 from mailops.cli import main
-from mailops.demo import build_company, build_messages, load_manifest, seed_demo
-from mailops.demo.mail import FOLDERS
+from mailops.dev.demo import build_company, build_messages, load_manifest, seed_demo
+from mailops.dev.demo.mail import FOLDERS
 from mailops.store import Store
 from mailops.store import directory as q
 

@@ -14,7 +14,7 @@ import imapclient
 import pytest
 from imapclient.exceptions import LoginError
 
-from mailops.devserver import DevServerState, _pid_alive
+from mailops.dev.devserver import DevServerState, _pid_alive
 
 
 def _ctx(ms) -> ssl.SSLContext:
@@ -163,7 +163,7 @@ def test_restart_keeps_the_same_endpoints():
     (make demo run again) must come back on the same ones."""
     import shutil
 
-    from mailops.devserver import DevServer
+    from mailops.dev.devserver import DevServer
 
     root = tempfile.mkdtemp(prefix="mailops-restart-", dir="/tmp")
     try:
@@ -210,3 +210,54 @@ def test_restart_keeps_the_same_endpoints():
             c.shutdown()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_devserver_add_user_creates_accounts_that_log_in(mailserver, capsys, monkeypatch):
+    """`mailops devserver add-user` (issue 9): a new account with a printed random password,
+    one with a password from the environment; an existing one keeps its password."""
+    from mailops.cli import main
+
+    new = f"added-{os.getpid()}@example.test"
+    chosen = f"chosen-{os.getpid()}@example.test"
+    existing, existing_pw = mailserver.new_user()
+    monkeypatch.setenv("ADD_USER_PW", "s3cret-pw")
+    assert main(["devserver", "add-user", new, "--dir", mailserver.root]) == 0
+    out = capsys.readouterr().out
+    password = out.split("password ", 1)[1].split()[0]
+    assert (
+        main(
+            [
+                "devserver",
+                "add-user",
+                chosen,
+                existing.upper(),
+                "--dir",
+                mailserver.root,
+            ]
+        )
+        == 0
+    )
+    assert "already there" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "devserver",
+                "add-user",
+                chosen,
+                "--dir",
+                mailserver.root,
+                "--password-env",
+                "ADD_USER_PW",
+            ]
+        )
+        == 0
+    )
+    assert f"{chosen}: password set" in capsys.readouterr().out
+    for address, pw in ((new, password), (chosen, "s3cret-pw"), (existing, existing_pw)):
+        c = imapclient.IMAPClient(
+            "127.0.0.1", mailserver.imaps_port, ssl=True, ssl_context=_ctx(mailserver), timeout=10
+        )
+        c.login(address, pw)
+        c.logout()
+    assert main(["devserver", "add-user", "not-an-address", "--dir", mailserver.root]) != 0
+    assert capsys.readouterr().err.count("\n") == 1

@@ -83,3 +83,55 @@ def test_every_notebook_and_parameter_is_in_readme(nb):
 def test_the_two_commands_come_first():
     head = README.split("## Architecture")[0]
     assert "make demo" in head and "make test" in head
+
+
+def _section(name: str) -> str:
+    start = README.index(f"<!-- section:{name} -->")
+    return README[start : README.index(f"<!-- /section:{name} -->", start)]
+
+
+def _layout_names() -> list[str]:
+    """Every top-level module (`x.py`) and package (`x/`) of mailops/, and the dev wing's."""
+    out = []
+    for base, prefix in ((ROOT / "mailops", ""), (ROOT / "mailops" / "dev", "dev/")):
+        for p in sorted(base.iterdir()):
+            if p.name.startswith(("_", ".")) or p.name == "py.typed":
+                continue
+            if p.is_dir() and (p / "__init__.py").exists():
+                out.append(f"{prefix}{p.name}/")
+            elif p.suffix == ".py":
+                out.append(f"{prefix}{p.name}")
+    return out
+
+
+@pytest.mark.parametrize("name", _layout_names())
+def test_architecture_paragraph_names_every_module(name):
+    """Issue 9: the architecture paragraph follows the layout."""
+    arch = _section("architecture")
+    assert f"`{name}`" in arch or f"`{name.removeprefix('dev/')}`" in arch, (
+        f"README architecture paragraph does not mention `{name}`"
+    )
+
+
+def test_architecture_paragraph_names_only_what_exists():
+    arch = _section("architecture")
+    for name in re.findall(r"`((?:dev/)?[a-z_]+(?:\.py|/))`", arch):
+        if name in ("mailops/", "notebooks/", "reports/"):  # top-level folders
+            assert (ROOT / name).is_dir()
+            continue
+        assert (ROOT / "mailops" / name).exists() or list(
+            (ROOT / "mailops").rglob(name.rstrip("/"))
+        ), f"README architecture names `{name}`, which is not in mailops/"
+
+
+def test_dev_wing_commands_are_in_the_dev_section():
+    """`mailops devserver ...` / `mailops demo ...` come from mailops/dev/cli.py and are
+    documented together in the README's dev section."""
+    from mailops.dev import cli as dev_cli
+
+    section = _section("cli-dev")
+    wing = {dev_cli.devserver.name, dev_cli.demo.name}
+    paths = [p for p, c in COMMANDS if p.split()[1] in wing and not isinstance(c, click.Group)]
+    assert "mailops devserver add-user" in paths
+    for path in paths:
+        assert f"`{path}" in section, f"README's dev section does not document `{path}`"

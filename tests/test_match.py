@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from mailops.match import REASONS, Directory, FolderInfo, decide
+from mailops.match import SKIP_REASONS, Directory, FolderInfo, decide
 from mailops.parse import HeaderInfo
 
 T0 = datetime(2026, 1, 1)
@@ -145,7 +145,7 @@ CASES = [
 def test_decide(headers, folder, flags, reason, customers):
     d = decide(headers, folder, flags, DIRECTORY, ME, datetime(2026, 3, 1))
     assert d.reason == reason
-    assert d.stored == (REASONS[reason].decision == "stored")
+    assert d.stored == (SKIP_REASONS[reason].decision == "stored")
     assert d.customers == customers
 
 
@@ -174,5 +174,5 @@ def test_direction_outbound_from_own_address_or_sent():
 
 
 def test_S11_every_reason_has_rule_and_description():
-    for r in REASONS.values():
+    for r in SKIP_REASONS.values():
         assert r.decision in ("stored", "skipped") and r.rule and r.description

@@ -14,7 +14,7 @@ import pytest
 from report_support import notebooks_path, scraps
 
 from mailops.config import Settings
-from mailops.demo import build_company, build_messages, seed_demo
+from mailops.dev.demo import build_company, build_messages, seed_demo
 from mailops.notebook import run_report
 from mailops.parse import normalize_message_id
 from mailops.reports import Scope, audit, open_reader, records
@@ -51,7 +51,7 @@ def _known_thread(company):
 
 @pytest.fixture(scope="module")
 def demo(mailserver, tmp_path_factory):
-    from mailops.connect import connect_demo_mailboxes
+    from mailops.dev.demo.connect import connect_demo_mailboxes
     from mailops.secrets import SecretStore
     from mailops.store import mailboxes
     from mailops.sync import summarize, sync_all

@@ -9,6 +9,7 @@ import sys
 import pytest
 from send_support import Party, make_party
 
+from mailops import faults
 from mailops.send import EmailRequest, outbox, prepare, queue
 from mailops.store import outbox as obstore
 
@@ -38,11 +39,7 @@ def _queued(p: Party) -> obstore.OutboxItem:
 
 
 def _crash_at(point: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    def hook(name: str) -> None:
-        if name == point:
-            raise outbox.SimulatedCrash(name)
-
-    monkeypatch.setattr(outbox, "crash_hook", hook)
+    monkeypatch.setattr(faults, "hook", faults.raise_at(f"outbox.{point}"))
 
 
 def test_E3_message_id_fixed_before_first_attempt(party: Party) -> None:
@@ -60,12 +57,12 @@ def test_E3_crash_after_smtp_accept_then_retry_delivers_exactly_once(
 ) -> None:
     item = _queued(party)
     _crash_at("after_smtp_accept", monkeypatch)
-    with pytest.raises(outbox.SimulatedCrash):
+    with pytest.raises(faults.SimulatedCrash):
         outbox.deliver(party.store, party.settings, item.id)
     crashed = obstore.get_item(party.store, item.id)
     assert (crashed.state, crashed.phase) == ("sending", "smtp")  # as a crash leaves it
     assert len(party.inbox("c-1")) == 1  # the server had accepted it
-    monkeypatch.setattr(outbox, "crash_hook", None)
+    monkeypatch.setattr(faults, "hook", None)
 
     (after,) = outbox.retry(party.store, party.settings)
     assert after.state == "sent"
@@ -84,10 +81,10 @@ def test_E3_crash_after_sent_copy_retry_finds_it_in_sent(
 ) -> None:
     item = _queued(party)
     _crash_at("after_sent_copy", monkeypatch)
-    with pytest.raises(outbox.SimulatedCrash):
+    with pytest.raises(faults.SimulatedCrash):
         outbox.deliver(party.store, party.settings, item.id)
     assert obstore.get_item(party.store, item.id).state == "sending"
-    monkeypatch.setattr(outbox, "crash_hook", None)
+    monkeypatch.setattr(faults, "hook", None)
 
     after = outbox.deliver(party.store, party.settings, item.id)
     assert (after.state, after.sent_copy, after.attempts) == ("sent", "found", 1)
@@ -99,10 +96,10 @@ def test_E3_crash_after_sent_copy_retry_finds_it_in_sent(
 def test_E3_crash_before_smtp_retry_sends_it(party: Party, monkeypatch: pytest.MonkeyPatch) -> None:
     item = _queued(party)
     _crash_at("before_smtp", monkeypatch)
-    with pytest.raises(outbox.SimulatedCrash):
+    with pytest.raises(faults.SimulatedCrash):
         outbox.deliver(party.store, party.settings, item.id)
     assert party.inbox("c-1") == []
-    monkeypatch.setattr(outbox, "crash_hook", None)
+    monkeypatch.setattr(faults, "hook", None)
     after = outbox.deliver(party.store, party.settings, item.id)
     assert (after.state, after.attempts, after.sent_copy) == ("sent", 2, "appended")
     assert len(party.inbox("c-1")) == 1 and len(party.sent()) == 1
@@ -113,9 +110,9 @@ def test_E3_force_retry_sends_again_on_request(
 ) -> None:
     item = _queued(party)
     _crash_at("after_smtp_accept", monkeypatch)
-    with pytest.raises(outbox.SimulatedCrash):
+    with pytest.raises(faults.SimulatedCrash):
         outbox.deliver(party.store, party.settings, item.id)
-    monkeypatch.setattr(outbox, "crash_hook", None)
+    monkeypatch.setattr(faults, "hook", None)
     forced = outbox.deliver(party.store, party.settings, item.id, force=True)
     assert forced.state == "sent" and forced.attempts == 2
     assert len(party.inbox("c-1")) == 2  # a person asked for it explicitly
@@ -134,16 +131,16 @@ def test_E3_problematic_mailbox_at_delivery_fails_with_reason(party: Party) -> N
 
 
 def test_E3_cli_process_killed_after_accept_then_outbox_retry(party: Party, tmp_path) -> None:
-    """The real thing: the `mailops` process dies (os._exit) right after SMTP acceptance."""
+    """The real thing: the `mailops` process is killed (SIGKILL) right after SMTP acceptance."""
     item = _queued(party)
     party.store.close()  # let the child process open the DuckDB file
-    env = {**os.environ, outbox.CRASH_ENV: "after_smtp_accept"}
+    env = {**os.environ, faults.FAULT_ENV: "outbox.after_smtp_accept"}
     exe = [sys.executable, "-m", "mailops.cli"]
     crashed = subprocess.run(
         [*exe, "outbox", "retry", str(item.id)], env=env, capture_output=True, text=True
     )
-    assert crashed.returncode == 75, crashed.stderr
-    env.pop(outbox.CRASH_ENV)
+    assert crashed.returncode == -9, crashed.stderr
+    env.pop(faults.FAULT_ENV)
     ok = subprocess.run(
         [*exe, "outbox", "retry", str(item.id)], env=env, capture_output=True, text=True
     )
@@ -179,9 +176,9 @@ def test_E3_retry_cannot_check_sent_folder_waits_and_never_resends(
 
     item = _queued(party)
     _crash_at("after_sent_copy", monkeypatch)
-    with pytest.raises(outbox.SimulatedCrash):
+    with pytest.raises(faults.SimulatedCrash):
         outbox.deliver(party.store, party.settings, item.id)
-    monkeypatch.setattr(outbox, "crash_hook", None)
+    monkeypatch.setattr(faults, "hook", None)
     good_port = party.mailbox.imap_port
     mailboxes.update(party.store, party.mailbox.id, imap_port=1)  # IMAP unreachable now
     waiting = outbox.deliver(party.store, party.settings, item.id)

@@ -129,7 +129,7 @@ def test_S12_fast_header_split_equals_the_stdlib_parser():
     from email import policy
     from email.parser import BytesHeaderParser
 
-    from mailops.demo import build_company, build_messages
+    from mailops.dev.demo import build_company, build_messages
     from mailops.parse import _header_items
 
     stdlib = BytesHeaderParser(policy=policy.compat32)

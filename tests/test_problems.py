@@ -11,7 +11,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailops import problems
 from mailops.errors import ConnectionProblem, SecretsError
-from mailops.problems import REASONS, classify, record_failure, record_success
+from mailops.problems import PROBLEM_REASONS, classify, record_failure, record_success
 from mailops.store import mailboxes
 
 
@@ -152,8 +152,8 @@ def test_C4_classify_maps_server_answers_to_codes(err, code):
     p = classify(err, mailbox="a@example.test")
     assert isinstance(p, ConnectionProblem)
     assert p.code == code
-    assert p.transient == REASONS[code].transient
-    assert p.guidance == REASONS[code].guidance
+    assert p.transient == PROBLEM_REASONS[code].transient
+    assert p.guidance == PROBLEM_REASONS[code].guidance
     assert p.mailbox == "a@example.test"
 
 
@@ -173,10 +173,10 @@ def test_C4_every_reason_has_message_guidance_and_kind():
         "identity_mismatch",
         "secret_missing",
     }
-    assert required <= set(REASONS)
-    for r in REASONS.values():
+    assert required <= set(PROBLEM_REASONS)
+    for r in PROBLEM_REASONS.values():
         assert r.message and r.guidance and isinstance(r.transient, bool)
-    transient = {c for c, r in REASONS.items() if r.transient}
+    transient = {c for c, r in PROBLEM_REASONS.items() if r.transient}
     assert {"network", "timeout", "throttled", "server_unavailable"} <= transient
     assert not transient & {"auth_failed", "token_revoked", "tls_failed", "identity_mismatch"}
 
@@ -191,28 +191,6 @@ def test_C4_throttle_backoff_parsed_into_retry_after():
 def test_C5_classify_never_echoes_bearer_tokens():
     p = classify(IMAPClientError("bad line auth=Bearer SECRET-TOKEN-123 rest"))
     assert "SECRET-TOKEN-123" not in str(p) and "SECRET-TOKEN-123" not in p.one_line()
-
-
-def test_C4_with_retries_retries_transient_then_raises(monkeypatch):
-    calls, sleeps = [], []
-
-    def flaky():
-        calls.append(1)
-        raise classify(ConnectionRefusedError(111, "Connection refused"))
-
-    with pytest.raises(ConnectionProblem) as e:
-        problems.with_retries(flaky, attempts=3, sleep=sleeps.append)
-    assert e.value.code == "network" and len(calls) == 3 and len(sleeps) == 2
-
-    calls.clear()
-
-    def refused():
-        calls.append(1)
-        raise classify(LoginError("b'[AUTHENTICATIONFAILED] x'"))
-
-    with pytest.raises(ConnectionProblem):
-        problems.with_retries(refused, attempts=3, sleep=sleeps.append)
-    assert len(calls) == 1  # permanent: no retry
 
 
 def _mailbox(store):

@@ -345,7 +345,7 @@ def test_E2_preview_builds_without_sending(party: Party) -> None:
 
 
 def test_demo_send_step_sends_offer_reply_note_once(party: Party) -> None:
-    from mailops.send.demo import run_demo
+    from mailops.dev.demo.send import run_demo
 
     party.settings.devserver_dir = str(party.mailserver.root)
     party.customer("c-2", "Carl Cobuyer")

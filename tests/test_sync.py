@@ -19,9 +19,10 @@ from sync_support import (
     utcnow,
 )
 
+from mailops.faults import FAULT_ENV
 from mailops.store import mailboxes
 from mailops.store.messages import customer_activities, message_places
-from mailops.sync import FAULT_ENV, sync_all, sync_mailbox
+from mailops.sync import sync_all, sync_mailbox
 
 pytestmark = pytest.mark.server
 
@@ -339,7 +340,7 @@ def test_S12_kill_during_a_batch_resumes_exactly(store, settings, password_mailb
     ]
     append(mailserver, mb.address, pw, msgs)
     store.close()  # let the child process open the DuckDB file
-    env = dict(os.environ, MAILOPS_SYNC_BATCH="5", **{FAULT_ENV: "3"})
+    env = dict(os.environ, MAILOPS_SYNC_BATCH="5", **{FAULT_ENV: "sync.batch_written:3"})
     script = (
         "import sys; from mailops.config import Settings; from mailops.store import Store;"
         "from mailops.sync import sync_mailbox; s = Settings.load();"
@@ -560,7 +561,7 @@ def test_S9_unlinked_activity_stays_unlinked_and_never_log_address(
 def test_C4_network_failures_are_retried_with_backoff_then_counted(
     store, settings, password_mailbox
 ):
-    from mailops.devserver import free_port
+    from mailops.dev.devserver import free_port
 
     mb, _ = password_mailbox()
     mailboxes.update(store, mb.id, imap_port=free_port())  # nothing listens there

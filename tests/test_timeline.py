@@ -232,7 +232,7 @@ def test_A1_slow_server_shows_stored_mail_within_the_bound_and_says_so(team, cap
 
 
 def test_A1_unreachable_server_shows_stored_mail_and_says_so(team, capsys):
-    from mailops.devserver import free_port
+    from mailops.dev.devserver import free_port
 
     _seed(team)
     mailboxes.update(team.store, team.mailbox.id, imap_port=free_port(), last_sync_at=None)

@@ -171,6 +171,8 @@ def test_R1_notebook_widget_mode_renders_the_panel(settings, mailserver, devserv
 def test_R1_widget_on_devserver_with_stand_in_approval(settings, mailserver, devserver_env):
     import dataclasses
 
+    from mailops.dev.stand_ins import stand_ins_for
+
     settings = dataclasses.replace(settings, devserver_dir=mailserver.root)
     address, _pw = mailserver.new_user()
     panel = ConnectPanel(
@@ -179,7 +181,7 @@ def test_R1_widget_on_devserver_with_stand_in_approval(settings, mailserver, dev
         provider="microsoft",
         address=address,
         devserver=True,
-        approve_on_devserver=True,
+        sign_in_for=stand_ins_for(settings),
         timeout=20,
     )
     first = panel.on_connect()

@@ -5,8 +5,9 @@
 - ``http_session(ca_file)``: a requests session for the token service; with a private CA it
   ignores REQUESTS_CA_BUNDLE / proxies (``trust_env=False``) so the CA really applies.
 - ``LocalRedirect``: the localhost redirect listener of the auth-code (+PKCE) flows.
-- ``access_token(mailbox, settings, secrets)``: dispatch on the mailbox's provider; a
-  refused refresh raises ConnectionProblem(code="token_revoked") (C4).
+
+Which provider renews a mailbox's access token is a table in ``mailops.auth``
+(``REFRESH``); this module knows no provider.
 """
 
 from __future__ import annotations
@@ -22,10 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from mailops.config import Settings
 from mailops.errors import ConnectionProblem
-from mailops.secrets import SecretStore
-from mailops.store.mailboxes import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -130,23 +128,6 @@ def default_browser(url: str) -> None:
     webbrowser.open(url)
 
 
-def follow_locally(url: str, ca_file: str | None = None) -> None:
-    """A stand-in browser for tests and the demo: fetch the authorize URL without following
-    redirects (the local token service answers 302 to the redirect URI at once), then deliver
-    that redirect to our 127.0.0.1 listener."""
-    with http_session(ca_file) as s:
-        r = s.get(url, allow_redirects=False, timeout=10)
-        location = r.headers.get("Location")
-        if not location:
-            raise ConnectionProblem(
-                f"the sign-in page answered HTTP {r.status_code} without a redirect",
-                code="consent_required",
-            )
-        if urlsplit(location).hostname not in ("127.0.0.1", "localhost"):
-            raise ConnectionProblem("refusing a non-local redirect", code="protocol_error")
-        requests.get(location, timeout=10, proxies={"http": "", "https": ""})
-
-
 def load_blob(text: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
@@ -159,39 +140,3 @@ def load_blob(text: str) -> dict[str, Any]:
             guidance="reconnect the mailbox",
         )
     return data
-
-
-def access_token(
-    mailbox: Mailbox,
-    settings: Settings | None = None,
-    secrets: SecretStore | None = None,
-    force_refresh: bool = False,
-) -> str:
-    """A valid access token for MAILBOX, refreshed silently when needed (C5)."""
-    from mailops.auth import token_cache_ref
-    from mailops.problems import classify
-
-    settings = settings or Settings.load()
-    secrets = secrets or SecretStore(settings)
-    ref = mailbox.secret_ref or token_cache_ref(mailbox.id)
-    try:
-        blob = secrets.get(ref)
-    except Exception as e:  # noqa: BLE001 - SecretsError -> secret_missing
-        raise classify(e, mailbox.address) from None
-    if mailbox.provider == "microsoft":
-        from mailops.auth import microsoft
-
-        token, new_blob = microsoft.refresh(mailbox, blob, force_refresh=force_refresh)
-    elif mailbox.provider == "google":
-        from mailops.auth import google
-
-        token, new_blob = google.refresh(mailbox, blob, force_refresh=force_refresh)
-    else:
-        raise ConnectionProblem(
-            f"{mailbox.address}: provider {mailbox.provider!r} has no OAuth sign-in",
-            code="protocol_error",
-            mailbox=mailbox.address,
-        )
-    if new_blob is not None and new_blob != blob:
-        secrets.put(ref, new_blob)  # rotated refresh token / updated MSAL cache
-    return token

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import click
 import duckdb
@@ -37,6 +39,21 @@ class Context:
 
 pass_ctx = click.make_pass_decorator(Context)
 
+# (settings, address, echo) -> (device-code callback, browser) standing in for the user
+StandIns = Callable[[Settings, str, Callable[[str], Any]], tuple[Any, Any]]
+
+
+@dataclass
+class Hooks:
+    """What a command module may plug into the others. The dev wing sets
+    ``sign_in_stand_ins`` (``mailbox connect --devserver --approve``), so no product module
+    imports the wing."""
+
+    sign_in_stand_ins: StandIns | None = None
+
+
+HOOKS = Hooks()
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
@@ -60,24 +77,18 @@ def cli(ctx: click.Context, db: str | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    """Each command group is one module of this package with a ``register(cli)`` function."""
+    """Each command group is one module with a ``register(cli)`` function: the modules of
+    this package, then the dev wing's (``mailops devserver``, ``mailops demo``)."""
     import importlib
 
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"mailops.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"mailops.cli.{name}":
-                raise
-            continue
+        module = importlib.import_module(name if "." in name else f"mailops.cli.{name}")
         module.register(cli)
 
 
 COMMAND_MODULES = (
     "db",
-    "devserver",
     "directory",
-    "demo",
     "mailbox",
     "sync",
     "audit",
@@ -90,6 +101,7 @@ COMMAND_MODULES = (
     "notify",
     "activities",
     "followup",
+    "mailops.dev.cli",  # the dev wing: devserver, demo
 )
 
 

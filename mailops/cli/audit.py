@@ -56,13 +56,13 @@ def audit_cmd(
 ) -> None:
     """The audit ledger: one row per message each sync run examined, stored or skipped with a
     reason code. Prints a table, or exports it with --csv/--json/--parquet."""
-    from mailops.match import REASONS
+    from mailops.match import SKIP_REASONS
     from mailops.store import mailboxes as mailbox_store
     from mailops.store import sync as q
 
     if show_reasons:
         df = pd.DataFrame(
-            [(r.code, r.decision, r.rule, r.description) for r in REASONS.values()],
+            [(r.code, r.decision, r.rule, r.description) for r in SKIP_REASONS.values()],
             columns=["reason", "decision", "rule", "description"],
         )
         click.echo(df.to_string(index=False))

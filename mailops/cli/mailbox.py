@@ -1,4 +1,4 @@
-"""``mailops mailbox connect | list | test | remove | reconnect`` (C1-C5) and ``mailops demo connect``.
+"""``mailops mailbox connect | list | test | remove | reconnect`` (C1-C5).
 
 Passwords are never command-line arguments (they would land in shell history and `ps`):
 they come from a hidden prompt, ``--password-stdin`` or ``--password-env VAR``.
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from mailops.cli import Context, pass_ctx
+from mailops.cli import HOOKS, Context, pass_ctx
 from mailops.errors import ConfigError, MailopsError
 
 
@@ -110,13 +110,7 @@ def _prompt_for(opts: dict[str, Any], address: str, ctx: Context) -> Callable[[A
         return _device_prompt
     if not opts.get("devserver"):
         raise ConfigError("--approve only works with --devserver (the local token service)")
-    from mailops import devserver
-    from mailops.connect import DevicePhone
-
-    state = devserver.status(ctx.settings.devserver_dir)
-    if state is None:
-        raise ConfigError("no devserver running", guidance="mailops devserver start")
-    return DevicePhone(state, address.strip().lower(), echo=click.echo)
+    return _stand_ins(ctx, address)[0]
 
 
 def _browser_for(opts: dict[str, Any], ctx: Context) -> Callable[[str], None]:
@@ -124,13 +118,15 @@ def _browser_for(opts: dict[str, Any], ctx: Context) -> Callable[[str], None]:
     the local token service's redirect (it signs the login_hint in at once)."""
     if not (opts.get("approve") and opts.get("devserver")):
         return _browser
-    from mailops import devserver
-    from mailops.auth.oauth import follow_locally
+    return _stand_ins(ctx, "")[1]
 
-    state = devserver.status(ctx.settings.devserver_dir)
-    if state is None:
-        raise ConfigError("no devserver running", guidance="mailops devserver start")
-    return lambda url: follow_locally(url, state.ca_file)
+
+def _stand_ins(ctx: Context, address: str) -> tuple[Callable[[Any], None], Callable[[str], None]]:
+    """The dev wing's stand-ins for the user's phone / browser (``--approve``), which the wing
+    plugs in when it registers its commands: this module never imports the wing."""
+    if HOOKS.sign_in_stand_ins is None:
+        raise ConfigError("--approve needs the dev wing (mailops.dev), which is not registered")
+    return HOOKS.sign_in_stand_ins(ctx.settings, address, click.echo)
 
 
 def _browser(url: str) -> None:
@@ -328,33 +324,8 @@ def conflicts_cmd(ctx: Context, include_resolved: bool) -> None:
         )
 
 
-@click.command("connect")
-@click.option(
-    "--oauth",
-    "oauth_count",
-    type=int,
-    default=1,
-    show_default=True,
-    help="How many demo mailboxes sign in through the MSAL device-code path.",
-)
-@pass_ctx
-def demo_connect(ctx: Context, oauth_count: int) -> None:
-    """Connect every demo mailbox on the devserver (some through MSAL device code)."""
-    from mailops.connect import connect_demo_mailboxes
-
-    for line in connect_demo_mailboxes(ctx.store(), ctx.settings, oauth_count=oauth_count):
-        click.echo(line)
-
-
 def register(cli: click.Group) -> None:
     cli.add_command(mailbox)
-    demo = cli.commands.get("demo")
-    if isinstance(demo, click.Group):
-        demo.add_command(demo_connect)
-    else:  # the demo group is not there (yet): offer the step on its own
-        group = click.Group("demo", help="The demo company on the local devserver.")
-        group.add_command(demo_connect)
-        cli.add_command(group)
 
 
 __all__ = ["register", "MailopsError"]

@@ -173,25 +173,5 @@ def send(
     report(deliver(store, ctx.settings, item.id))
 
 
-@click.command("send")
-@pass_ctx
-def demo_send(ctx: Context) -> None:
-    """Send a few demo emails (a template offer, a reply, a note) and show the activities."""
-    from mailops.send.demo import run_demo
-
-    items = run_demo(ctx.store(), ctx.settings, click.echo)
-    click.echo(f"{sum(i.state == 'sent' for i in items)} of {len(items)} demo email(s) sent")
-
-
 def register(cli: click.Group) -> None:
     cli.add_command(send)
-    demo = cli.commands.get("demo")
-    if isinstance(demo, click.Group):
-        demo.add_command(demo_send)
-    else:  # the demo group is the directory area's; until it exists, ours carries the step
-
-        @cli.group("demo")
-        def demo_group() -> None:
-            """The demo company."""
-
-        demo_group.add_command(demo_send)

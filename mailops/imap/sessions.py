@@ -24,6 +24,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from mailops.auth import Credentials
 from mailops.config import Settings
 from mailops.errors import ConnectionProblem
+from mailops.problems import classify
 from mailops.store.mailboxes import Mailbox
 
 log = logging.getLogger(__name__)
@@ -50,15 +51,8 @@ def _cached_context(ca_file: str | None, _mtime: int | None) -> ssl.SSLContext:
 
 
 def login_error_problem(err: Exception, address: str) -> ConnectionProblem:
-    """Map a login refusal to a problem; mailops.problems refines the codes."""
-    try:
-        from mailops.problems import classify
-
-        return classify(err, mailbox=address)
-    except ImportError:  # pragma: no cover - problems module arrives with the connections issue
-        return ConnectionProblem(
-            f"login refused for {address}: {err}", code="auth_failed", mailbox=address
-        )
+    """Map a login refusal to a problem (``mailops.problems.classify``)."""
+    return classify(err, mailbox=address)
 
 
 def open_imap(

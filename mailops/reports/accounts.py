@@ -12,11 +12,11 @@ __all__ = ["guidance", "history", "problematic", "state_counts"]
 
 def guidance(code: str | None) -> tuple[str, str]:
     """(message, IT guidance) of a problem code, from the connections' reason table."""
-    from mailops.problems import REASONS, reason
+    from mailops.problems import PROBLEM_REASONS, reason
 
     if not code:
         return "", ""
-    r = REASONS.get(code) or reason(code)
+    r = PROBLEM_REASONS.get(code) or reason(code)
     return r.message, r.guidance
 
 

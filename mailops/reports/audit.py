@@ -24,9 +24,9 @@ __all__ = [
 
 def reason_label(code: str) -> str:
     """The human description of a skip/store reason (the sync's reason table)."""
-    from mailops.match import REASONS
+    from mailops.match import SKIP_REASONS
 
-    r = REASONS.get(code)
+    r = SKIP_REASONS.get(code)
     return f"{r.description} ({r.rule})" if r else code
 
 

@@ -23,13 +23,12 @@ APPENDs it (``PROVIDER_FILES_SENT``).
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
-from collections.abc import Callable
 from typing import Any
 
 from mailops.config import Settings
 from mailops.errors import ConnectionProblem, MailopsError
+from mailops.faults import crash_point
 from mailops.send.compose import wire_message
 from mailops.send.prepare import Prepared
 from mailops.store import Store
@@ -41,9 +40,7 @@ from mailops.store.outbox import OutboxItem
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CRASH_ENV",
     "PROVIDER_FILES_SENT",
-    "SimulatedCrash",
     "activity_plan",
     "deliver",
     "find_in_sent",
@@ -53,29 +50,6 @@ __all__ = [
 
 #: Providers whose SMTP service stores the sent copy in the Sent folder by itself.
 PROVIDER_FILES_SENT: dict[str, bool] = {"microsoft": True, "google": True, "generic": False}
-
-#: Crash injection for tests and drills: a comma-separated list of points
-#: (``before_smtp``, ``after_smtp_accept``, ``after_sent_copy``); the process exits at once
-#: (``os._exit``), like a kill, leaving the outbox exactly as a real crash would.
-CRASH_ENV = "MAILOPS_SEND_CRASH_AT"
-CRASH_POINTS = ("before_smtp", "after_smtp_accept", "after_sent_copy")
-
-
-class SimulatedCrash(BaseException):  # noqa: N818 - it is not an error, it is a crash
-    """Raised at a crash point by in-process tests (``crash_hook``); a BaseException, so no
-    ``except Exception`` on the way can tidy up: the outbox is left as a crash leaves it."""
-
-
-crash_hook: Callable[[str], None] | None = None
-
-
-def _crash_point(name: str) -> None:
-    if crash_hook is not None:
-        crash_hook(name)
-    wanted = os.environ.get(CRASH_ENV, "")
-    if name in {p.strip() for p in wanted.split(",") if p.strip()}:
-        log.warning("simulated crash at %s", name)
-        os._exit(75)
 
 
 def files_sent_itself(mailbox: Mailbox) -> bool:
@@ -307,7 +281,7 @@ def deliver(
         return _fail(store, item, code, f"mailbox {mailbox.address} is {mailbox.state}", "queued")
 
     obstore.start_attempt(store, item.id)
-    _crash_point("before_smtp")
+    crash_point("outbox.before_smtp")
     try:
         creds = credentials_for(mailbox, settings, secrets)
         smtp = open_smtp(
@@ -355,12 +329,12 @@ def deliver(
             smtp.quit()
         except Exception:  # noqa: BLE001
             smtp.close()
-    _crash_point("after_smtp_accept")
+    crash_point("outbox.after_smtp_accept")
     obstore.set_phase(store, item.id, "accepted")
     copy = "provider"
     if not files_sent_itself(mailbox):
         copy = _file_in_sent(mailbox, settings, item.raw, item.message_id_header, secrets)
-    _crash_point("after_sent_copy")
+    crash_point("outbox.after_sent_copy")
     return _finish(store, obstore.get_item(store, item.id), mailbox, sent_copy=copy)
 
 

@@ -5,9 +5,9 @@
 and into the store (the real CSV directory import).
 """
 
-from mailops.demo.company import Company, build_company
-from mailops.demo.mail import SeedMessage, build_messages
-from mailops.demo.seed import (
+from mailops.dev.demo.company import Company, build_company
+from mailops.dev.demo.mail import SeedMessage, build_messages
+from mailops.dev.demo.seed import (
     MANIFEST,
     SeedReport,
     demo_password,

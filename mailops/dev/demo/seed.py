@@ -14,10 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailops.demo.company import COMPANY, DOMAIN, Company, build_company
-from mailops.demo.mail import FOLDERS, GENERATOR_VERSION, SeedMessage, build_messages
-from mailops.devserver import DevServerState
-from mailops.devserver import status as devserver_status
+from mailops.dev.demo.company import COMPANY, DOMAIN, Company, build_company
+from mailops.dev.demo.mail import FOLDERS, GENERATOR_VERSION, SeedMessage, build_messages
+from mailops.dev.devserver import DevServerState
+from mailops.dev.devserver import status as devserver_status
 from mailops.directory import ImportResult, import_csv
 from mailops.errors import DevServerError
 from mailops.store import Store

@@ -22,7 +22,7 @@ Endpoints ({t} = any tenant path segment, e.g. organizations / common / a GUID; 
   POST /config      at_ttl=                        test helper: change the access-token lifetime
   POST /fault       path=&status=&error=[&count=]  test helper: the next COUNT requests to PATH fail
 In-process: svc = TokenService(); ca, crt, key = make_tls_files(tmpdir); svc.serve(0, (crt, key)); svc.serve(0)
-mailops.devserver runs it in the devserver process, HTTPS for the OAuth clients, plain HTTP for Dovecot.
+mailops.dev.devserver runs it in the devserver process, HTTPS for the OAuth clients, plain HTTP for Dovecot.
 """
 
 import base64

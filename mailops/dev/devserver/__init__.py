@@ -7,7 +7,7 @@ google-auth, plain HTTP for Dovecot's introspection). One local CA (``ROOT/ssl/c
 signs every server certificate.
 
 ``DevServer(root).start()`` runs them in this process (pytest); ``mailops devserver start``
-runs the same class in a detached process (``python -m mailops.devserver``) and writes
+runs the same class in a detached process (``python -m mailops.dev.devserver``) and writes
 ``ROOT/state.json``; ``stop`` signals it and waits until no process is left.
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mailops.errors import DevServerError
+from mailops.providers import LocalServer
 
 HERE = Path(__file__).resolve().parent
 DOVECOT_PACKAGES = ["dovecot-imapd", "dovecot-lmtpd"]
@@ -194,7 +195,23 @@ class DevServerState:
             lmtp.sendmail(mail_from or "<>", [rcpt], data)
 
     def save(self) -> None:
+        """Write ``state.json`` (this wing's) and ``endpoints.json`` (the product's
+        ``providers.LocalServer``, what ``--devserver`` reads)."""
         Path(self.root, STATE_FILE).write_text(json.dumps(asdict(self), indent=2))
+        LocalServer(
+            host=self.host,
+            imaps_port=self.imaps_port,
+            smtp_port=self.smtp_port,
+            microsoft_authority=self.microsoft_authority,
+            authorize_url=self.authorize_url,
+            token_url=self.token_url,
+            ca_file=self.ca_file,
+        ).save(self.root)
+
+    @staticmethod
+    def forget(root: str) -> None:
+        Path(root, STATE_FILE).unlink(missing_ok=True)
+        LocalServer.forget(root)
 
     @classmethod
     def load(cls, root: str) -> DevServerState | None:
@@ -291,8 +308,8 @@ class DevServer:
     svc: Any = None  # the TokenService, for in-process tests
 
     def start(self) -> DevServerState:
-        from mailops.devserver.smtp import make_controller
-        from mailops.devserver.tokens import TokenService, make_tls_files
+        from mailops.dev.devserver.smtp import make_controller
+        from mailops.dev.devserver.tokens import TokenService, make_tls_files
 
         binary = ensure_dovecot(self.install)
         root = Path(self.root).resolve()
@@ -438,11 +455,11 @@ def start_detached(root: str, timeout: float = 60) -> DevServerState:
     stop_detached(root)  # leftovers of a killed run
     ensure_dovecot(True)
     Path(root).mkdir(parents=True, exist_ok=True)
-    Path(root, STATE_FILE).unlink(missing_ok=True)
+    DevServerState.forget(root)
     log = open(Path(root) / "devserver.log", "ab")
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mailops.devserver", root],
+            [sys.executable, "-m", "mailops.dev.devserver", root],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -491,12 +508,12 @@ def stop_detached(root: str, timeout: float = 20) -> list[int]:
             os.kill(p, signal.SIGKILL)
     if dpid and dpid not in pids and dpid > 0:
         pids.append(dpid)
-    Path(root, STATE_FILE).unlink(missing_ok=True)
+    DevServerState.forget(root)
     return [p for p in pids if p]
 
 
 def serve(root: str) -> None:
-    """Run a DevServer until SIGTERM/SIGINT (the body of ``python -m mailops.devserver``)."""
+    """Run a DevServer until SIGTERM/SIGINT (the body of ``python -m mailops.dev.devserver``)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -513,4 +530,4 @@ def serve(root: str) -> None:
                 break
     finally:
         server.stop()
-        Path(root, STATE_FILE).unlink(missing_ok=True)
+        DevServerState.forget(root)

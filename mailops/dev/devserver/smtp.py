@@ -5,7 +5,7 @@
   DATA               : each local recipient is delivered over LMTP (unix socket ROOT/run/lmtp),
                        so the message shows up in that user's IMAP INBOX.
 
-Started by mailops.devserver: ctl = make_controller(root, port=0 ...); ctl.start(); ctl.stop().
+Started by mailops.dev.devserver: ctl = make_controller(root, port=0 ...); ctl.start(); ctl.stop().
 """
 
 import asyncio

@@ -62,11 +62,9 @@ def _can_send(store: Store, user_id: str) -> bool:
 
 def _deliverable(settings: Settings, addresses: list[str]) -> None:
     """On the local devserver, give demo customers a mail account so the mail is delivered."""
-    try:
-        from mailops.devserver import add_users, read_users
-    except ImportError:  # pragma: no cover
-        return
     from pathlib import Path
+
+    from mailops.dev.devserver import add_users, read_users
 
     root = settings.devserver_dir
     if not Path(root, "users").exists():

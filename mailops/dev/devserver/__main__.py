@@ -1,6 +1,6 @@
 import sys
 
-from mailops.devserver import serve
+from mailops.dev.devserver import serve
 
 if __name__ == "__main__":
     serve(sys.argv[1])

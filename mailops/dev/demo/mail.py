@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from mailops.demo.company import DOMAIN, Company, Customer, Deal, Staff
+from mailops.dev.demo.company import DOMAIN, Company, Customer, Deal, Staff
 
 SEEN, ANSWERED, DRAFT, FLAGGED = r"\Seen", r"\Answered", r"\Draft", r"\Flagged"
 FOLDERS = ("INBOX", "Sent", "Drafts", "Junk", "Archive")
