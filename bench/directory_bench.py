@@ -1,65 +1,85 @@
-"""Directory import at CRM scale: `python bench/directory_bench.py [N]` (default 20,000 customers).
+"""Directory import at CRM scale, as a user runs it: `python bench/directory_bench.py [N]`.
 
-Prints the time of a first import, an identical re-import (nothing changes) and an import
-where every tenth customer's primary address changes (S3 history rows appended).
+Writes CRM exports of N customers (default 20,000; 50 users, a deal per 3 customers, every
+7th customer with an additional address) as CSV files, then times `mailops directory
+import` in a fresh process for each step and reports its wall time and peak RSS (the
+child's ``ru_maxrss``): a first import, the same files again (nothing changes), and a
+customers file where every tenth customer's primary address changed (S3 rows appended).
+`--keep DIR` leaves the files and the store there.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 
-from mailops.directory import import_directory
-from mailops.store import Store
-
-
-def frames(n: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    users = pd.DataFrame(
-        [{"id": f"u{i}", "email": f"u{i}@acme.test", "role": "sales"} for i in range(50)]
-    )
-    customers = pd.DataFrame(
-        [
-            {
-                "id": f"c{i}",
-                "name": f"Customer {i}",
-                "owner_user_id": f"u{i % 50}",
-                "email": f"c{i}@mail.test",
-                "additional_emails": f"c{i}@work.test" if i % 7 == 0 else "",
-            }
-            for i in range(n)
-        ]
-    )
-    deals = pd.DataFrame(
-        [
-            {
-                "id": f"d{i}",
-                "owner_user_id": f"u{i % 50}",
-                "price": "250000",
-                "customer_ids": f"c{i};c{i + 1}",
-            }
-            for i in range(0, n - 1, 3)
-        ]
-    )
-    return users, customers, deals
+def write_files(folder: Path, n: int, changed: bool = False) -> dict[str, Path]:
+    paths = {k: folder / f"{k}.csv" for k in ("users", "customers", "deals")}
+    with paths["users"].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "email", "role", "name"])
+        w.writerows([f"u{i}", f"u{i}@acme.test", "sales", f"User {i}"] for i in range(50))
+    with paths["customers"].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "name", "owner_user_id", "email", "additional_emails"])
+        for i in range(n):
+            email = f"c{i}@new.test" if changed and i % 10 == 0 else f"c{i}@mail.test"
+            extra = f"c{i}@work.test" if i % 7 == 0 else ""
+            w.writerow([f"c{i}", f"Customer {i}", f"u{i % 50}", email, extra])
+    with paths["deals"].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "owner_user_id", "price", "customer_ids"])
+        w.writerows([f"d{i}", f"u{i % 50}", "250000", f"c{i};c{i + 1}"] for i in range(0, n - 1, 3))
+    return paths
 
 
-def main(n: int) -> None:
-    users, customers, deals = frames(n)
-    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "bench.duckdb") as store:
+def run(db: Path, *args: str) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, last output line) of one `mailops` process."""
+    cmd = [sys.executable, "-m", "mailops.cli", "--db", str(db), *args]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{out}")
+    lines = [line for line in out.splitlines() if line.strip()]
+    return wall, usage.ru_maxrss / 1024, (lines[0] if lines else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", nargs="?", type=int, default=20_000, help="customers")
+    ap.add_argument("--keep", metavar="DIR", help="keep the CSV files and the store here")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        db = folder / "bench.duckdb"
+        for p in (db, Path(f"{db}.wal")):
+            p.unlink(missing_ok=True)
+        first = write_files(folder, args.n)
+        files = ["--users", str(first["users"]), "--customers", str(first["customers"])]
+        files += ["--deals", str(first["deals"])]
+        print(f"directory import of {args.n:,} customers (fresh process each, wall incl. start-up)")
         for label in ("first import", "same again"):
-            t = time.perf_counter()
-            result = import_directory(store, users, customers, deals)
-            print(f"{label:28} {time.perf_counter() - t:6.2f} s  {result.summary()}")
-        changed = customers.copy()
-        changed.loc[::10, "email"] = changed.loc[::10, "id"] + "@new.test"
-        t = time.perf_counter()
-        result = import_directory(store, customers=changed)
-        print(f"{'10 % primary changes':28} {time.perf_counter() - t:6.2f} s  {result.summary()}")
+            wall, rss, line = run(db, "directory", "import", *files)
+            print(f"{label:24} {wall:7.2f} s  peak RSS {rss:7.0f} MB  {line}")
+        changed = folder / "changed"
+        changed.mkdir(exist_ok=True)
+        paths = write_files(changed, args.n, changed=True)
+        wall, rss, line = run(db, "directory", "import", "--customers", str(paths["customers"]))
+        print(f"{'10 % primary changes':24} {wall:7.2f} s  peak RSS {rss:7.0f} MB  {line}")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000)
+    main()

@@ -429,3 +429,176 @@ def test_S3_cleared_primary_closes_the_period(store: Store) -> None:
     assert q.customer_primary_address(store, "c3", at=T1) == "lukasz@mail.test"
     again = import_directory(store, customers=customers_df(c3={"email": ""}), at=T3)
     assert not again.changed
+
+
+# -- import hygiene: the header decides the columns, one line per cell, dry run, chunks ------
+def _cli_import(capsys, kind: str, path: Path, *extra: str) -> tuple[int, str, str]:
+    return run(capsys, "directory", "import", f"--{kind}", str(path), *extra)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def test_directory_trailing_comma_rows_import_by_the_header_with_a_note(
+    settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spreadsheet's trailing comma on every row once imported as id 'Alice', name
+    'alice@b.test', no email, exit 0. The header decides: the empty extra fields are dropped
+    with one note naming the file and the first such row."""
+    path = _write(
+        tmp_path / "customers.csv",
+        "id,name,email\r\nc1,Alice,alice@b.test,\r\nc2,Bob,bob@b.test,\r\n",
+    )
+    code, out, err = _cli_import(capsys, "customers", path)
+    assert code == 0 and "customers: 2 inserted" in out
+    assert err == (
+        "note: customers.csv: dropped empty fields past the header's 3 column(s) in 2 row(s)"
+        " (trailing commas), first in row 1\n"
+    )
+    with Store(settings.db) as store:
+        rows = store.rows("SELECT id, name FROM customers ORDER BY id")
+        assert rows == [("c1", "Alice"), ("c2", "Bob")]
+        assert q.customer_primary_address(store, "c1") == "alice@b.test"
+
+
+def test_directory_header_with_trailing_comma_too(settings, tmp_path: Path, capsys) -> None:
+    path = _write(tmp_path / "customers.csv", "id,name,email,\nc1,Alice,alice@b.test,\n")
+    code, out, err = _cli_import(capsys, "customers", path)
+    assert (code, err) == (0, "") and "customers: 1 inserted" in out
+    with Store(settings.db) as store:
+        assert q.customer_primary_address(store, "c1") == "alice@b.test"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "id,name,email\nc1,Alice,alice@b.test\nc2,Bob,bob@b.test,x\n",
+            "error [bad_row]: customers.csv row 2: 4 fields but the header has 3 column(s)"
+            " (extra value 'x')",
+        ),
+        (
+            "id,name,email\nc1,Alice,alice@b.test,,Berlin\n",
+            "error [bad_row]: customers.csv row 1: 5 fields but the header has 3 column(s)"
+            " (extra value 'Berlin')",
+        ),
+        (
+            "id,,email\nc1,Alice,alice@b.test\n",
+            "error [bad_row]: customers.csv row 1: a value in column 2, which has no name in"
+            " the header",
+        ),
+        (
+            'id,name,email\nc1,"Alice\nSmith",alice@b.test\n',
+            "error [bad_row]: customers.csv row 1 (id c1): name: contains a line break (CR/LF)",
+        ),
+        (
+            'id,name,email\nc1,Alice,alice@b.test\nc2,"Bob\rBrown",bob@b.test\n',
+            "error [bad_row]: customers.csv row 2 (id c2): name: contains a line break (CR/LF)",
+        ),
+        ("id,name,id\nc1,Alice,c1\n", "error [bad_file]: customers.csv: column(s) id twice"),
+        ("", "error [bad_file]: "),
+    ],
+    ids=[
+        "extra-field",
+        "extra-fields",
+        "unnamed-column",
+        "lf-in-name",
+        "cr-in-name",
+        "dup-col",
+        "empty",
+    ],
+)
+def test_directory_malformed_rows_are_refused_in_one_line_and_nothing_is_written(
+    settings, tmp_path: Path, capsys, text: str, message: str
+) -> None:
+    users = _write(tmp_path / "users.csv", "id,email,role\nu1,u1@acme.test,sales\n")
+    path = _write(tmp_path / "customers.csv", text)
+    code, out, err = run(
+        capsys, "directory", "import", "--users", str(users), "--customers", str(path)
+    )
+    assert code == 2 and out == "" and err.startswith(message) and err.count("\n") == 1
+    with Store(settings.db) as store:
+        assert q.counts(store)["users"] == 0 and q.counts(store)["customers"] == 0
+
+
+def test_directory_line_break_in_an_ignored_column_is_fine(settings, tmp_path, capsys) -> None:
+    path = _write(
+        tmp_path / "customers.csv", 'id,name,email,notes\nc1,Alice,alice@b.test,"two\nlines"\n'
+    )
+    code, out, _ = _cli_import(capsys, "customers", path)
+    assert code == 0 and "customers: 1 inserted" in out
+
+
+def test_directory_line_break_in_a_dataframe_name_is_refused(store: Store) -> None:
+    with pytest.raises(DirectoryError) as err:
+        import_directory(store, users_df(), customers_df(c2={"name": "José\r\nNúñez"}), at=T0)
+    assert err.value.one_line().startswith(
+        "error [bad_row]: customers row 2 (id c2): name: contains a line break"
+    )
+    assert q.counts(store)["customers"] == 0
+
+
+def test_directory_check_shows_what_would_change_and_writes_nothing(
+    settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = write_csvs(tmp_path)
+    files = ["--users", str(p["users"]), "--customers", str(p["customers"])]
+    code, out, _ = run(capsys, "directory", "import", *files, "--check")
+    assert code == 0 and out.startswith("check only, nothing written")
+    assert "customers: 3 inserted (c1, c2, c3), 0 updated" in out
+    with Store(settings.db) as store:
+        assert q.counts(store)["customers"] == 0 and q.counts(store)["users"] == 0
+    assert run(capsys, "directory", "import", *files, "--at", "2026-09-01T12:00:00")[0] == 0
+    with Store(settings.db) as store:
+        before = snapshot(store)
+    p = write_csvs(
+        tmp_path,
+        c2={"email": "jose.n@mail.test", "primary_since": "2026-11-02T10:00:00"},
+        c3={"name": "Łukasz W."},
+    )
+    code, out, _ = run(capsys, "directory", "import", "--customers", str(p["customers"]), "--check")
+    assert code == 0
+    assert "customers: 0 inserted, 2 updated (c2, c3), 1 unchanged" in out
+    assert "primary address changes: 1" in out
+    assert "c2: jose@mail.test -> jose.n@mail.test from 2026-11-02 10:00" in out
+    with Store(settings.db) as store:
+        assert snapshot(store) == before
+
+
+def test_directory_chunked_import_equals_one_chunk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """Chunks of one row (staging and the S3 planner) give the same store as one chunk."""
+    import mailops.directory as directory
+
+    def history(store: Store) -> dict[str, list[tuple]]:
+        import_directory(store, users_df(), customers_df(), deals_df(), at=T0)
+        import_directory(
+            store,
+            customers=customers_df(
+                c1={"email": "zoe.work@corp.test", "additional_emails": "zoe@mail.test"},
+                c2={
+                    "email": "",
+                    "primary_since": "",
+                    "additional_emails": "jose@mail.test;jp@x.test",
+                },
+                c3={"additional_emails": "l@x.test"},
+            ),
+            deals=deals_df("c3;c1"),
+            at=T1,
+        )
+        import_directory(
+            store, customers=customers_df(c2={"email": "jose@new.test", "primary_since": ""}), at=T2
+        )
+        snap = snapshot(store)
+        snap["customer_addresses"] = sorted(r[1:] for r in snap["customer_addresses"])
+        return snap
+
+    with Store(tmp_path / "one.duckdb") as one:
+        expected = history(one)
+    monkeypatch.setattr(directory, "CHUNK_ROWS", 1)
+    monkeypatch.setattr(directory, "PLAN_BATCH", 1)
+    with Store(tmp_path / "many.duckdb") as many:
+        assert history(many) == expected

@@ -10,9 +10,12 @@ IMPORT_HELP = """Upsert CRM users, customers and deals from CSV files (any subse
 
 \b
 One transaction: a malformed row (missing id, bad email, unknown role, unknown owner or
-customer id ...) is reported as one line naming file, row and problem, and nothing is
-written. Importing the same files again changes nothing. Columns (UTF-8, header row;
-extra columns are ignored; a column left out keeps the stored values):
+customer id, a line break in a cell, more fields than the header ...) is reported as one
+line naming file, row and problem, and nothing is written. Importing the same files again
+changes nothing. --check shows what an import would change and writes nothing. Columns
+(UTF-8, header row; the header decides the columns; extra columns are ignored; empty
+fields past the header, a spreadsheet's trailing commas, are dropped with a note; a column
+left out keeps the stored values):
 
 \b
   users:     id, email, role (sales|manager|it|admin), name, team, can_send, active
@@ -44,9 +47,17 @@ def directory() -> None:
     metavar="ISO",
     help="Import time (UTC) used for changes without primary_since; default now.",
 )
+@click.option(
+    "--check", is_flag=True, help="Dry run: show what the import would change, write nothing."
+)
 @pass_ctx
 def import_(
-    ctx: Context, users: str | None, customers: str | None, deals: str | None, at: str | None
+    ctx: Context,
+    users: str | None,
+    customers: str | None,
+    deals: str | None,
+    at: str | None,
+    check: bool,
 ) -> None:
     from datetime import datetime
 
@@ -60,8 +71,17 @@ def import_(
             when = naive_utc(datetime.fromisoformat(at))
         except ValueError:
             raise DirectoryError(f"--at {at!r} is not an ISO date/time", code="usage") from None
-    result = import_csv(ctx.store(), users=users, customers=customers, deals=deals, at=when)
-    click.echo(f"imported {result.summary()}")
+    result = import_csv(
+        ctx.store(), users=users, customers=customers, deals=deals, at=when, check=check
+    )
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if check:
+        click.echo(
+            f"check only, nothing written; the import would change: {result.summary(examples=True)}"
+        )
+    else:
+        click.echo(f"imported {result.summary()}")
     for change in result.primary_changes[:20]:
         click.echo(
             f"  {change.customer_id}: {change.old_address or '-'} -> {change.new_address or '-'}"

@@ -10,7 +10,7 @@ never rewritten or deleted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,8 +201,294 @@ def counts(store: Store) -> dict[str, int]:
 
 
 # -- writes (used by mailops.directory) -------------------------------------------------------
-# Bulk statements over registered DataFrames: a CRM export has tens of thousands of rows and
-# DuckDB's executemany runs one statement per row.
+# An import stages each file in a TEMP table (typed, one row per CSV row, ``n`` = its row
+# number) and applies it with set-based statements: a CRM export may hold a million
+# customers, and DuckDB does in one join what Python would do row by row (and holds it in
+# its bounded buffer pool instead of Python objects).
+STAGE_COLUMNS: dict[str, dict[str, str]] = {
+    "users": {
+        "id": "VARCHAR", "email": "VARCHAR", "name": "VARCHAR", "role": "VARCHAR",
+        "team": "VARCHAR", "can_send": "BOOLEAN", "active": "BOOLEAN",
+    },
+    "customers": {
+        "id": "VARCHAR", "name": "VARCHAR", "owner_user_id": "VARCHAR", "email": "VARCHAR",
+        "primary_since": "TIMESTAMP", "additional_emails": "VARCHAR[]", "never_log": "BOOLEAN",
+    },
+    "deals": {
+        "id": "VARCHAR", "name": "VARCHAR", "owner_user_id": "VARCHAR", "project": "VARCHAR",
+        "unit": "VARCHAR", "price": "DECIMAL(14, 2)", "currency": "VARCHAR", "stage": "VARCHAR",
+        "created_at": "TIMESTAMP", "expected_close": "DATE", "customer_ids": "VARCHAR[]",
+    },
+}  # fmt: skip
+#: Table columns an import writes, and the value a new row gets for an absent column.
+TABLE_DEFAULTS: dict[str, dict[str, str]] = {
+    "users": {"email": "NULL", "name": "NULL", "role": "NULL", "team": "NULL",
+              "can_send": "TRUE", "active": "TRUE"},
+    "customers": {"name": "NULL", "owner_user_id": "NULL", "never_log": "FALSE"},
+    "deals": {"name": "NULL", "owner_user_id": "NULL", "project": "NULL", "unit": "NULL",
+              "price": "NULL", "currency": "'EUR'", "stage": "NULL", "created_at": "NULL",
+              "expected_close": "NULL"},
+}  # fmt: skip
+
+
+def stage_table(kind: str) -> str:
+    return f"_stage_{kind}"
+
+
+def create_stage(store: Store, kind: str) -> None:
+    cols = ", ".join(f"{c} {t}" for c, t in STAGE_COLUMNS[kind].items())
+    store.execute(f"CREATE OR REPLACE TEMP TABLE {stage_table(kind)} (n BIGINT, {cols})")
+
+
+def stage_rows(store: Store, kind: str, table: Any) -> None:
+    """Append a chunk (a pyarrow Table: n, then the STAGE_COLUMNS) to KIND's stage."""
+    name = f"_chunk_{kind}"
+    store.conn.register(name, table)
+    try:
+        store.execute(f"INSERT INTO {stage_table(kind)} SELECT * FROM {name}")
+    finally:
+        store.conn.unregister(name)
+
+
+def drop_stages(store: Store) -> None:
+    for name in (
+        *(stage_table(k) for k in STAGE_COLUMNS),
+        "_plan_users", "_plan_customers", "_plan_deals", "_force_customers", "_force_deals",
+        "_addr_state", "_wanted_members",
+    ):  # fmt: skip
+        store.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def first_duplicate(store: Store, kind: str) -> tuple[int, str] | None:
+    """(row, id) of the first row whose id an earlier row of the same file has."""
+    rows = store.rows(
+        f"SELECT n, id FROM (SELECT n, id, row_number() OVER (PARTITION BY id ORDER BY n) AS k"
+        f" FROM {stage_table(kind)}) WHERE k = 2 ORDER BY n LIMIT 1"
+    )
+    return (int(rows[0][0]), rows[0][1]) if rows else None
+
+
+def first_unknown_owner(store: Store, kind: str, users_staged: bool) -> tuple[int, str, str] | None:
+    """(row, id, owner) of the first row whose owner_user_id is neither stored nor imported."""
+    imported = f" UNION ALL SELECT id FROM {stage_table('users')}" if users_staged else ""
+    rows = store.rows(
+        f"SELECT s.n, s.id, s.owner_user_id FROM {stage_table(kind)} s"
+        " WHERE s.owner_user_id IS NOT NULL AND s.owner_user_id NOT IN"
+        f" (SELECT id FROM users{imported}) ORDER BY s.n LIMIT 1"
+    )
+    return (int(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
+
+
+def first_unknown_deal_customer(
+    store: Store, customers_staged: bool
+) -> tuple[int, str, str] | None:
+    """(row, deal id, customer id) of the first deal member that is no known customer."""
+    imported = f" UNION ALL SELECT id FROM {stage_table('customers')}" if customers_staged else ""
+    rows = store.rows(
+        "SELECT n, id, cid FROM (SELECT s.n, s.id, u.cid, u.pos FROM"
+        f" {stage_table('deals')} s, unnest(s.customer_ids) WITH ORDINALITY AS u(cid, pos))"
+        f" WHERE cid NOT IN (SELECT id FROM customers{imported}) ORDER BY n, pos LIMIT 1"
+    )
+    return (int(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
+
+
+def plan_upsert(store: Store, kind: str, present: Sequence[str], force: str | None = None) -> None:
+    """``_plan_<kind>``: per staged id the row to write (absent columns keep the stored
+    value, or take the default for a new row), whether it is new, and whether it changed
+    (a present column differs, or the id is in the FORCE table)."""
+    cols = list(TABLE_DEFAULTS[kind])
+    values = ", ".join(
+        f"s.{c} AS {c}"
+        if c in present
+        else f"CASE WHEN t.id IS NULL THEN {d} ELSE t.{c} END AS {c}"
+        for c, d in TABLE_DEFAULTS[kind].items()
+    )
+    differs = [f"s.{c} IS DISTINCT FROM t.{c}" for c in cols if c in present]
+    if force:
+        differs.append("f.id IS NOT NULL")
+    changed = " OR ".join(differs) or "FALSE"
+    join_force = f" LEFT JOIN {force} f ON f.id = s.id" if force else ""
+    store.execute(
+        f"CREATE OR REPLACE TEMP TABLE _plan_{kind} AS SELECT s.id, t.id IS NULL AS is_new,"
+        f" (t.id IS NOT NULL AND ({changed})) AS is_changed, {values}"
+        f" FROM {stage_table(kind)} s LEFT JOIN {kind} t ON t.id = s.id{join_force}"
+    )
+
+
+def apply_upsert(
+    store: Store, kind: str, at: datetime, sample: int = 10
+) -> tuple[int, int, int, list[str], list[str]]:
+    """Write ``_plan_<kind>``; returns (inserted, updated, unchanged) and the first SAMPLE
+    inserted and updated ids."""
+    cols = list(TABLE_DEFAULTS[kind])
+    [(inserted, updated, unchanged, new_ids, changed_ids)] = store.rows(
+        "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE is_changed),"
+        " count(*) FILTER (WHERE NOT is_new AND NOT is_changed),"
+        " coalesce(list(id ORDER BY id) FILTER (WHERE is_new), [])[:?],"
+        " coalesce(list(id ORDER BY id) FILTER (WHERE is_changed), [])[:?]"
+        f" FROM _plan_{kind}",
+        [sample, sample],
+    )
+    if inserted:
+        store.execute(
+            f"INSERT INTO {kind} (id, {', '.join(cols)}, updated_at)"
+            f" SELECT id, {', '.join(cols)}, ? FROM _plan_{kind} WHERE is_new ORDER BY id",
+            [at],
+        )
+    if updated:
+        sets = ", ".join(f"{c} = p.{c}" for c in cols)
+        store.execute(
+            f"UPDATE {kind} SET {sets}, updated_at = ? FROM _plan_{kind} p"
+            f" WHERE {kind}.id = p.id AND p.is_changed",
+            [at],
+        )
+    return int(inserted), int(updated), int(unchanged), list(new_ids), list(changed_ids)
+
+
+def plan_addresses(store: Store, email: bool, additional: bool) -> None:
+    """``_addr_state``: per staged customer its open primary (``current``), open additional
+    addresses, whether it ever had a primary, and what the file wants. ``simple`` customers
+    (no open address, never a primary) get their rows by ``append_simple_addresses``;
+    ``differs`` marks the others whose addresses change (planned row by row)."""
+    s = stage_table("customers")
+    want_primary = "s.email" if email else "o.current"
+    want_additional = (
+        f"list_filter(coalesce(s.additional_emails, []), lambda a: a IS DISTINCT FROM {want_primary})"
+        if additional
+        else "NULL::VARCHAR[]"
+    )
+    primary_differs = "s.email IS DISTINCT FROM o.current" if email else "FALSE"
+    additional_differs = (
+        f"list_sort(list_distinct({want_additional}))"
+        " IS DISTINCT FROM list_sort(list_distinct(coalesce(o.additional, [])))"
+        if additional
+        else "FALSE"
+    )
+    store.execute(
+        "CREATE OR REPLACE TEMP TABLE _addr_state AS"
+        " WITH open_rows AS ("
+        "  SELECT a.customer_id,"
+        "   arg_max(a.address, {'f': a.valid_from, 'i': a.id}) FILTER (WHERE a.is_primary)"
+        "    AS current,"
+        "   list(a.address ORDER BY a.valid_from, a.id) FILTER (WHERE NOT a.is_primary) AS additional"
+        f"  FROM customer_addresses a SEMI JOIN {s} s ON s.id = a.customer_id"
+        "  WHERE a.valid_to IS NULL GROUP BY 1),"
+        " history AS (SELECT DISTINCT a.customer_id FROM customer_addresses a"
+        f"  SEMI JOIN {s} s ON s.id = a.customer_id WHERE a.is_primary)"
+        f" SELECT s.n, s.id, (o.customer_id IS NULL AND h.customer_id IS NULL) AS simple,"
+        f"  {want_primary} AS want_primary, {want_additional} AS want_additional,"
+        f"  ({primary_differs} OR {additional_differs}) AS differs"
+        f" FROM {s} s LEFT JOIN open_rows o ON o.customer_id = s.id"
+        " LEFT JOIN history h ON h.customer_id = s.id"
+    )
+
+
+def append_simple_addresses(store: Store, at: datetime, since_always: datetime) -> int:
+    """Address rows of customers without any open address or primary history: the primary
+    from ``primary_since`` (else since always), additional ones from AT. Returns the count;
+    the customers who got a row land in ``_force_customers``."""
+    s = stage_table("customers")
+    store.execute(
+        "INSERT INTO customer_addresses (customer_id, address, is_primary, valid_from, recorded_at)"
+        " SELECT customer_id, address, is_primary, valid_from, ? FROM ("
+        f"  SELECT st.n, 0 AS k, st.id AS customer_id, st.want_primary AS address, TRUE AS is_primary,"
+        "    coalesce(s.primary_since, ?) AS valid_from"
+        f"  FROM _addr_state st JOIN {s} s ON s.n = st.n"
+        "  WHERE st.simple AND st.want_primary IS NOT NULL"
+        "  UNION ALL"
+        "  SELECT st.n, 1 + u.pos, st.id, u.address, FALSE, ?"
+        "  FROM _addr_state st, unnest(st.want_additional) WITH ORDINALITY AS u(address, pos)"
+        "  WHERE st.simple"
+        " ) ORDER BY n, k",
+        [at, since_always, at],
+    )
+    store.execute(
+        "INSERT INTO _force_customers SELECT id FROM _addr_state WHERE simple"
+        " AND (want_primary IS NOT NULL OR len(coalesce(want_additional, [])) > 0)"
+    )
+    return int(
+        store.scalar(
+            "SELECT count(*) FILTER (WHERE want_primary IS NOT NULL)"
+            " + coalesce(sum(len(coalesce(want_additional, []))), 0)"
+            " FROM _addr_state WHERE simple"
+        )
+    )
+
+
+def changed_address_batches(
+    store: Store, columns: Sequence[str], size: int
+) -> Iterator[pd.DataFrame]:
+    """The staged rows (n, id and COLUMNS) of customers whose addresses change and need the
+    row-by-row plan, in file order, SIZE at a time."""
+    s = stage_table("customers")
+    cols = ", ".join(f"s.{c}" for c in columns)
+    last = -1
+    while True:
+        batch = store.query(
+            f"SELECT s.n, s.id, {cols} FROM _addr_state st JOIN {s} s ON s.n = st.n"
+            " WHERE NOT st.simple AND st.differs AND st.n > ? ORDER BY st.n LIMIT ?",
+            [last, size],
+        )
+        if batch.empty:
+            return
+        last = int(batch["n"].iloc[-1])
+        yield batch
+
+
+def force(store: Store, table: str, ids: Iterable[str]) -> None:
+    keys = _ids_frame(ids)
+    if not keys.empty:
+        with _registered(store, "_force_ids", keys):
+            store.execute(f"INSERT INTO {table} SELECT id FROM _force_ids")
+
+
+def create_force(store: Store, table: str) -> None:
+    store.execute(f"CREATE OR REPLACE TEMP TABLE {table} (id VARCHAR)")
+
+
+def plan_members(store: Store) -> None:
+    """``_wanted_members`` of the staged deals (the first customer is the buyer), and the
+    deals whose members or roles change in ``_force_deals``."""
+    s = stage_table("deals")
+    store.execute(
+        "CREATE OR REPLACE TEMP TABLE _wanted_members AS"
+        " SELECT s.id AS deal_id, u.cid AS customer_id,"
+        "  CASE WHEN u.pos = 1 THEN 'buyer' ELSE 'co_buyer' END AS role"
+        f" FROM {s} s, unnest(s.customer_ids) WITH ORDINALITY AS u(cid, pos)"
+    )
+    store.execute(
+        "INSERT INTO _force_deals SELECT DISTINCT coalesce(w.deal_id, c.deal_id) FROM _wanted_members w"
+        " FULL JOIN (SELECT d.* FROM deal_customers d"
+        f"  SEMI JOIN {s} s ON s.id = d.deal_id) c"
+        " ON c.deal_id = w.deal_id AND c.customer_id = w.customer_id"
+        " WHERE w.deal_id IS NULL OR c.deal_id IS NULL OR w.role IS DISTINCT FROM c.role"
+    )
+
+
+def apply_members(store: Store) -> None:
+    """Make the members of the deals in ``_force_deals`` exactly ``_wanted_members``: remove,
+    re-role and add rows (never delete and re-insert one key: DuckDB refuses that in a
+    transaction)."""
+    store.execute(
+        "DELETE FROM deal_customers WHERE deal_id IN (SELECT id FROM _force_deals)"
+        " AND NOT EXISTS (SELECT 1 FROM _wanted_members w"
+        "  WHERE w.deal_id = deal_customers.deal_id AND w.customer_id = deal_customers.customer_id)"
+    )
+    store.execute(
+        "UPDATE deal_customers SET role = w.role FROM _wanted_members w"
+        " WHERE deal_customers.deal_id = w.deal_id AND deal_customers.customer_id = w.customer_id"
+        " AND deal_customers.role IS DISTINCT FROM w.role"
+    )
+    store.execute(
+        "INSERT INTO deal_customers (deal_id, customer_id, role)"
+        " SELECT w.deal_id, w.customer_id, w.role FROM _wanted_members w"
+        " SEMI JOIN _force_deals f ON f.id = w.deal_id"
+        " WHERE NOT EXISTS (SELECT 1 FROM deal_customers d"
+        "  WHERE d.deal_id = w.deal_id AND d.customer_id = w.customer_id)"
+        " ORDER BY w.deal_id, w.role, w.customer_id"
+    )
+
+
 @contextmanager
 def _registered(store: Store, name: str, frame: pd.DataFrame) -> Iterator[None]:
     store.conn.register(name, frame)
@@ -214,20 +500,6 @@ def _registered(store: Store, name: str, frame: pd.DataFrame) -> Iterator[None]:
 
 def _ids_frame(ids: Iterable[str]) -> pd.DataFrame:
     return pd.DataFrame({"id": pd.Series(list(ids), dtype="object")})
-
-
-def existing_rows(
-    store: Store, table: str, columns: Sequence[str], ids: Iterable[str]
-) -> list[tuple]:
-    """Rows of TABLE (id first) whose id is in IDS."""
-    keys = _ids_frame(ids)
-    if keys.empty:
-        return []
-    with _registered(store, "_wanted_ids", keys):
-        return store.rows(
-            f"SELECT {', '.join('t.' + c for c in columns)} FROM {table} t"
-            " JOIN _wanted_ids w ON w.id = t.id"
-        )
 
 
 def open_addresses(store: Store, customer_ids: Iterable[str]) -> pd.DataFrame:
@@ -276,73 +548,3 @@ def append_addresses(
     frame["valid_from"] = pd.to_datetime(frame["valid_from"])
     frame["recorded_at"] = pd.Timestamp(recorded_at)
     store.insert_df("customer_addresses", frame)
-
-
-def upsert_rows(
-    store: Store,
-    table: str,
-    columns: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-    at: datetime,
-    existing: set[str] | None = None,
-) -> None:
-    """Insert new ids and update EXISTING ones (whole rows, first column = ``id``), setting
-    updated_at."""
-    if not rows:
-        return
-    cols = [*columns, "updated_at"]
-    frame = pd.DataFrame([[*r, at] for r in rows], columns=cols, dtype="object")
-    known = existing or set()
-    updates = frame[frame["id"].isin(known)]
-    inserts = frame[~frame["id"].isin(known)]
-    types = _column_types(store, table)
-    select = ", ".join(f'CAST(f."{c}" AS {types[c]}) AS "{c}"' for c in cols)
-    if not inserts.empty:
-        with _registered(store, "_upsert_rows", inserts):
-            store.execute(
-                f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM _upsert_rows f"
-            )
-    if not updates.empty:
-        sets = ", ".join(f'"{c}" = CAST(f."{c}" AS {types[c]})' for c in cols[1:])
-        with _registered(store, "_upsert_rows", updates):
-            store.execute(f"UPDATE {table} SET {sets} FROM _upsert_rows f WHERE {table}.id = f.id")
-
-
-def _column_types(store: Store, table: str) -> dict[str, str]:
-    return {
-        r[0]: r[1]
-        for r in store.rows(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?",
-            [table],
-        )
-    }
-
-
-def set_deal_members(store: Store, plans: Mapping[str, Sequence[tuple[str, str]]]) -> None:
-    """Make each deal's members exactly the planned [(customer_id, role), ...]: remove, add and
-    re-role rows (never delete and re-insert one key: DuckDB refuses that in a transaction)."""
-    if not plans:
-        return
-    wanted = pd.DataFrame(
-        [(d, c, r) for d, members in plans.items() for c, r in members],
-        columns=["deal_id", "customer_id", "role"],
-        dtype="object",
-    )
-    deals = _ids_frame(plans)
-    with _registered(store, "_plan_deals", deals), _registered(store, "_wanted_members", wanted):
-        store.execute(
-            "DELETE FROM deal_customers WHERE deal_id IN (SELECT id FROM _plan_deals)"
-            " AND NOT EXISTS (SELECT 1 FROM _wanted_members w"
-            "  WHERE w.deal_id = deal_customers.deal_id AND w.customer_id = deal_customers.customer_id)"
-        )
-        store.execute(
-            "UPDATE deal_customers SET role = w.role FROM _wanted_members w"
-            " WHERE deal_customers.deal_id = w.deal_id AND deal_customers.customer_id = w.customer_id"
-            " AND deal_customers.role IS DISTINCT FROM w.role"
-        )
-        store.execute(
-            "INSERT INTO deal_customers (deal_id, customer_id, role)"
-            " SELECT w.deal_id, w.customer_id, w.role FROM _wanted_members w"
-            " WHERE NOT EXISTS (SELECT 1 FROM deal_customers d"
-            "  WHERE d.deal_id = w.deal_id AND d.customer_id = w.customer_id)"
-        )
