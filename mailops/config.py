@@ -54,6 +54,9 @@ class Settings:
     llm_timeout: float = 20.0  # F1: seconds per request, then the template draft
     followup_reply_hours: float = 8.0  # F1: customer wrote last, no answer for N business hours
     followup_customer_days: float = 3.0  # F1: we wrote last, no answer for N business days
+    heal_probe_first_s: float = 300.0  # C4: first probe of a transient-problematic mailbox
+    heal_probe_cap_s: float = 6 * 3600.0  # C4: probe waits double up to this
+    sync_lease_wait: float = 5.0  # S14: seconds a sync waits for another sync of a mailbox
 
     @property
     def secrets_path(self) -> Path:

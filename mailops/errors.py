@@ -99,3 +99,15 @@ class SecretsError(MailopsError):
 class ReportError(MailopsError):
     code = "report_failed"
     exit_code = 8
+
+
+class SyncIncomplete(MailopsError):
+    """O1: a sync (or a scheduled job) left mailboxes failed or skipped; ``exit_code`` is
+    the worst outcome's (``mailops.outcomes.EXIT_CODES``: 9 failed, 10 problematic, 11 busy)."""
+
+    code = "sync_failed"
+    exit_code = 9
+
+    def __init__(self, message: str, *, exit_code: int = 9, code: str = "sync_failed") -> None:
+        super().__init__(message, code=code)
+        self.exit_code = exit_code

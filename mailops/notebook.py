@@ -237,6 +237,11 @@ def _migrate(settings: Settings) -> None:
         Store(settings.db).close()
 
 
+#: O1: a scheduled job whose mailboxes failed (its notebook's SyncIncomplete) exits with the
+#: sync's own code, apart from a notebook that broke (8).
+SYNC_EXIT_CODES = {"sync_failed": 9, "mailbox_problematic": 10, "already_syncing": 11}
+
+
 def run_report(
     name: str,
     params: Mapping[str, Any] | None = None,
@@ -293,6 +298,9 @@ def run_report(
                 f"{name} failed in cell {e.exec_count}: {e.ename}: {_one_line(e.evalue)}",
                 guidance=f"see {html}",
             )
+            if e.ename == "SyncIncomplete":  # O1: the job ran; mailboxes failed or were skipped
+                failure.code = str(e.evalue).split(":", 1)[0]
+                failure.exit_code = SYNC_EXIT_CODES.get(failure.code, 9)
         except MailopsError:
             raise
         except Exception as e:  # kernel died, could not start, timeout ...

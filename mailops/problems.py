@@ -15,7 +15,7 @@ import re
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mailops.errors import ConnectionProblem, MailopsError
@@ -75,36 +75,39 @@ _R = [
     ProblemReason(
         "network",
         "The mail server could not be reached (connection refused, reset, or name not found).",
-        "Check the host name and port, DNS, firewall and outbound network access. Retried"
-        " automatically.",
+        "Transient: mailops probes the server (5 min, doubling to 6 h) and reconnects by itself"
+        " when it answers. If it lasts, check the host name and port, DNS, firewall and"
+        " outbound network access.",
         True,
     ),
     ProblemReason(
         "timeout",
         "The mail server did not answer in time.",
-        "Usually temporary; retried automatically. If it persists check the network path or"
-        " raise socket_timeout.",
+        "Transient: mailops probes the server (5 min, doubling to 6 h) and reconnects by itself"
+        " when it answers. If it lasts, check the network path or raise socket_timeout.",
         True,
     ),
     ProblemReason(
         "throttled",
         "The provider is throttling requests for this mailbox.",
-        "Retried automatically after the suggested backoff. If it persists reduce the sync"
-        " frequency or batch size for this tenant.",
+        "Transient: mailops probes again after the suggested backoff (at least 5 min, doubling"
+        " to 6 h) and reconnects by itself. If it lasts, reduce the sync frequency or batch"
+        " size for this tenant.",
         True,
     ),
     ProblemReason(
         "over_quota",
         "The provider reports a quota was exceeded (bandwidth, commands or storage).",
-        "Retried automatically later. If it persists free space in the mailbox or wait for the"
-        " provider's daily limits to reset.",
+        "Transient: mailops probes again later (5 min, doubling to 6 h) and reconnects by"
+        " itself. If it lasts, free space in the mailbox or wait for the provider's daily"
+        " limits to reset.",
         True,
     ),
     ProblemReason(
         "server_unavailable",
         "The mail or sign-in service is temporarily unavailable.",
-        "Usually a provider-side outage; retried automatically. Check the provider's service"
-        " health page if it persists.",
+        "Transient (usually a provider-side outage): mailops probes the server (5 min, doubling"
+        " to 6 h) and reconnects by itself. If it lasts, check the provider's service health.",
         True,
     ),
     ProblemReason(
@@ -130,9 +133,16 @@ _R = [
     ProblemReason(
         "unknown",
         "The connection failed for an unrecognised reason.",
-        "Retried automatically; if it persists see the mailops log for the server's answer.",
+        "Treated as transient: mailops probes the server (5 min, doubling to 6 h) and"
+        " reconnects by itself; if it lasts see the mailops log for the server's answer.",
         True,
     ),
+]
+# C4: the guidance says which kind a reason is. Transient ones say they heal by themselves
+# (mailops.healing probes them); the others wait for the user (or IT), never retried alone.
+_R = [
+    r if r.transient else replace(r, guidance=f"Waits for the user (not retried): {r.guidance}")
+    for r in _R
 ]
 PROBLEM_REASONS: dict[str, ProblemReason] = {r.code: r for r in _R}
 

@@ -6,7 +6,8 @@ the server suggested; failures double the wait (capped at 4 h); mailboxes with n
 for several runs in a row stretch it by half each time (capped at 2x the maximum). Due
 mailboxes are synced together (``sync_all``: bounded parallelism, one connection each) and
 their logged-in sessions are kept for the next round (``SessionPool``); the store is
-released between rounds so reports can read.
+released between rounds so reports can read. Mailboxes problematic for a transient reason
+join a round when their probe is due (C4, ``mailops.healing``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ class Scheduler:
             self.pool.close_one(gone)
         for mb_id in live:
             self.states.setdefault(mb_id, _State(now))  # new mailboxes are due at once
-        return sorted(i for i in live if self.states[i].due <= now)
+        due = {i for i in live if self.states[i].due <= now}
+        from mailops.healing import due_probes  # C4: transient problems are probed
+
+        return sorted(due | {mb.id for mb in due_probes(self.store, self.settings)})
 
     def run_once(self, on_result: Callable[[SyncResult], None] | None = None) -> list[SyncResult]:
         ids = self.due()

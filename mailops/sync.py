@@ -24,6 +24,7 @@ re-linked by Message-ID (a new place), nothing is deleted or stored twice (S7, S
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -90,7 +91,7 @@ class SyncResult:
     mailbox_id: int
     address: str
     run_id: int | None = None
-    status: str = "ok"  # ok | failed | not_connected
+    status: str = "ok"  # ok | failed | skipped | not_connected (see mailops.outcomes)
     examined: int = 0
     stored: int = 0  # new messages stored
     linked: int = 0  # stored decisions for messages already in the store (new place)
@@ -104,15 +105,27 @@ class SyncResult:
     error_message: str | None = None
     retry_after: float | None = None
     problematic: bool = False
+    # O1/C4/S14: why a mailbox was skipped, and what happens next (mailops.outcomes)
+    skip_reason: str | None = None  # already_syncing | problematic | probe_not_due
+    holder: dict[str, Any] | None = None  # already_syncing: pid, host, since
+    problem_since: datetime | None = None
+    next_probe_at: datetime | None = None
+    probed: bool = False  # a transient-problematic mailbox was tried (C4)
+    recovered: bool = False  # ... and the server answered: connected again
 
     def as_dict(self) -> dict[str, Any]:
+        from mailops.outcomes import outcome_of
+
         d = asdict(self)
         d["by_reason"] = dict(self.by_reason)
+        d["outcome"] = outcome_of(self)
         return d
 
     def one_line(self) -> str:
         if self.status != "ok":
-            return f"{self.address}: {self.status} [{self.error_code}] {self.error_message or ''}".strip()
+            from mailops.outcomes import describe
+
+            return describe(self)
         reasons = ", ".join(
             f"{k} {v}" for k, v in self.by_reason.most_common() if k != "stored_customer"
         )
@@ -597,20 +610,84 @@ def sync_mailbox(
     gate: _Gate | None = None,
     sleep: Callable[[float], None] = time.sleep,
     pool: SessionPool | None = None,
+    lease_wait: float | None = None,
+) -> SyncResult:
+    """Sync one connected mailbox; never raises for mailbox problems (they are in the result).
+
+    S14: the mailbox's lease is taken first (waiting up to LEASE_WAIT, default
+    ``sync_lease_wait`` seconds); when another sync holds it the result says
+    ``already_syncing``. A transient-problematic mailbox is probed at once (C4)."""
+    gate = gate or _Gate()
+    with gate:
+        ref = mailbox.id if isinstance(mailbox, Mailbox) else mailbox
+        mb = mailbox_store.find(store, ref, include_disconnected=True)
+    wait = settings.sync_lease_wait if lease_wait is None else lease_wait
+    with _leased(store, [mb], wait=wait) as (leased, busy):
+        if busy:
+            return busy[0]
+        return _sync_one(
+            store, settings, mb, trigger=trigger, progress=progress, directory=directory,
+            gate=gate, sleep=sleep, pool=pool,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _leased(
+    store: Store, mailboxes: Sequence[Mailbox], *, wait: float = 0.0
+) -> Iterator[tuple[list[Mailbox], list[SyncResult]]]:
+    """S14: take the lease of each mailbox (before any server work); yield (leased, busy
+    results) and give the leases back afterwards (after the runs are recorded)."""
+    from mailops.lease import MailboxBusy, leases_for
+
+    leases = leases_for(store.path)
+    held: list[Any] = []
+    leased: list[Mailbox] = []
+    busy: list[SyncResult] = []
+    deadline = time.monotonic() + wait
+    try:
+        for mb in mailboxes:
+            try:
+                try:
+                    held.append(leases.acquire(mb.id))
+                except MailboxBusy:
+                    if wait <= 0:
+                        raise
+                    store.release()  # never wait while holding the store: the holder needs it
+                    held.append(leases.acquire(mb.id, wait=max(0.0, deadline - time.monotonic())))
+                leased.append(mb)
+            except MailboxBusy as e:
+                r = SyncResult(mb.id, mb.address, status="skipped", skip_reason="already_syncing")
+                r.holder = e.holder.as_dict() if e.holder else None
+                r.error_code, r.error_message = e.code, e.message
+                busy.append(r)
+        yield leased, busy
+    finally:
+        for lease in held:
+            lease.release()
+
+
+def _sync_one(
+    store: Store,
+    settings: Settings,
+    mb: Mailbox,
+    *,
+    trigger: str = "manual",
+    progress: ProgressFn | None = None,
+    directory: Directory | None = None,
+    gate: _Gate | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    pool: SessionPool | None = None,
     _book: _Book | None = None,
 ) -> SyncResult:
-    """Sync one connected mailbox; never raises for mailbox problems (they are in the result)."""
+    """Sync one mailbox whose lease this process holds."""
+    from mailops.healing import first_probe_at, heals_itself, record_probe_failure, record_recovery
     from mailops.problems import backoff_delay, record_failure
 
     gate = gate or _Gate()
-    if isinstance(mailbox, Mailbox) and _book is not None:
-        mb = mailbox  # sync_all read it fresh a moment ago
-    else:
-        with gate:
-            ref = mailbox.id if isinstance(mailbox, Mailbox) else mailbox
-            mb = mailbox_store.find(store, ref, include_disconnected=True)
     result = SyncResult(mb.id, mb.address)
-    if mb.state != "connected":
+    result.probed = mb.state == "problematic" and heals_itself(mb.problem_code)  # C4
+    result.problem_since = mb.problem_since if result.probed else None
+    if mb.state != "connected" and not result.probed:
         result.status = "not_connected"
         result.error_code = mb.problem_code or mb.state
         result.error_message = f"mailbox is {mb.state}; only connected mailboxes are synced"
@@ -638,7 +715,7 @@ def sync_mailbox(
         trigger=trigger,
         checkpoints=dict(book.checkpoints.get(mb.id, {})),
     )
-    attempts = max(1, int(settings.sync_retries))
+    attempts = 1 if result.probed else max(1, int(settings.sync_retries))
     problem: ConnectionProblem | None = None
     for attempt in range(1, attempts + 1):
         ctx.reports = []
@@ -674,6 +751,14 @@ def sync_mailbox(
                 store, mb, problem, budget=int(getattr(settings, "connect_retry_budget", 3))
             )
             mailbox_store.update(store, mb.id, last_sync_at=_now())
+            if result.probed:  # C4: when is it tried again
+                result.next_probe_at = record_probe_failure(store, settings, mb, problem)
+            elif result.problematic:
+                result.next_probe_at = first_probe_at(store, settings, mb)
+    elif result.probed:
+        with gate, store.transaction():
+            record_recovery(store, mb)
+        result.recovered = True
     book.finish(ctx, ok=problem is None)
     if _book is None:
         book.flush()
@@ -694,22 +779,53 @@ def sync_all(
 
     POOL keeps the sessions open for the next call (the scheduler); without it each
     mailbox logs in and out."""
+    from mailops.healing import plan
+
     gate = _Gate()
     with gate:
-        todo = (
+        asked = (
             [mailbox_store.get(store, m.id) for m in mailboxes]
             if mailboxes is not None
-            else mailbox_store.all_mailboxes(store, states=("connected",))
+            else mailbox_store.all_mailboxes(store, states=("connected", "problematic"))
         )
+        todo, skips = plan(store, settings, asked)  # C4: problematic ones only when probed
         directory = Directory.load(store, internal_policy=settings.internal_policy)
         _limit_memory(store, settings)
+    skipped = [s.as_result() for s in skips]
+    if not todo:
+        return skipped
+    with _leased(store, todo) as (leased, busy):  # S14, before any server work
+        results = _sync_leased(
+            store, settings, leased, directory, gate, trigger, progress, parallel, pool
+        )
+    if busy and settings.sync_lease_wait > 0:  # S14: wait briefly for the other sync
+        again = [mailbox_store.get(store, r.mailbox_id) for r in busy]
+        with _leased(store, again, wait=settings.sync_lease_wait) as (leased, busy):
+            results += _sync_leased(
+                store, settings, leased, directory, gate, trigger, progress, parallel, pool
+            )
+    order = {mb.id: i for i, mb in enumerate(asked)}
+    return sorted(results + busy + skipped, key=lambda r: order.get(r.mailbox_id, 0))
+
+
+def _sync_leased(
+    store: Store,
+    settings: Settings,
+    todo: list[Mailbox],
+    directory: Directory,
+    gate: _Gate,
+    trigger: str,
+    progress: ProgressFn | None,
+    parallel: int | None,
+    pool: SessionPool | None,
+) -> list[SyncResult]:
     if not todo:
         return []
-    book = _Book(store, gate, [mb.id for mb in todo if mb.state == "connected"])
+    book = _Book(store, gate, [mb.id for mb in todo])  # stale runs: only of leased mailboxes
     workers = max(1, min(int(parallel or settings.sync_parallel), len(todo)))
 
     def one(mb: Mailbox) -> SyncResult:
-        return sync_mailbox(
+        return _sync_one(
             store,
             settings,
             mb,
@@ -731,12 +847,20 @@ def sync_all(
 
 
 def summarize(results: Sequence[SyncResult]) -> dict[str, Any]:
+    from mailops.outcomes import outcome_of, worst
+
     reasons: Counter[str] = Counter()
     for r in results:
         reasons.update(r.by_reason)
+    code, meaning = worst(results)
     return {
-        "mailboxes": len(results),
+        "mailboxes": sum(r.status in ("ok", "failed") for r in results),
         "failed": sum(r.status == "failed" for r in results),
+        "mailboxes_skipped": sum(r.status == "skipped" for r in results),
+        "recovered": sum(r.recovered for r in results),
+        "outcomes": dict(Counter(outcome_of(r) for r in results)),
+        "exit_code": code,
+        "exit_meaning": meaning,
         "not_connected": sum(r.status == "not_connected" for r in results),
         "examined": sum(r.examined for r in results),
         "stored": sum(r.stored for r in results),

@@ -177,9 +177,15 @@ def test_R5_scheduled_sync_notebook_syncs_and_summarises(
     store.close()
 
     run_settings = _run_settings(settings, tmp_path)
-    res = run_report("scheduled_sync", {"TRIGGER": "schedule"}, settings=run_settings)
-    got = scraps(res.ipynb_path)
+    with pytest.raises(ReportError) as failed:  # O1: a failed mailbox fails the job ...
+        run_report("scheduled_sync", {"TRIGGER": "schedule"}, settings=run_settings)
+    assert (failed.value.code, failed.value.exit_code) == ("sync_failed", 9)
+    assert broken.address in failed.value.message
+    [ipynb] = sorted((tmp_path / "reports" / "scheduled_sync").glob("*.ipynb"))
+    got = scraps(ipynb)  # ... after every cell above the last one ran and was rendered
+    assert ipynb.with_suffix(".html").exists()
 
+    assert got["outcomes"] == {good.address: "ok", broken.address: "failed"}
     assert got["runs"] == 2
     assert got["run_status"] == {good.address: "ok", broken.address: "failed"}
     assert got["counts_by_reason"] == {"stored_customer": 1, "no_customer": 1}
@@ -193,6 +199,12 @@ def test_R5_scheduled_sync_notebook_syncs_and_summarises(
         assert direct == got["counts_by_reason"]
     finally:
         reader.close()
+
+    # the next scheduled run: the problematic mailbox is skipped (waits for the user): 10
+    rc = main(
+        ["--db", settings.db, "report", "scheduled_sync", "--reports-dir", str(tmp_path / "r2")]
+    )
+    assert rc == 10
 
 
 def _run_settings(settings, tmp_path):  # noqa: N802 - a tiny factory used above

@@ -111,7 +111,9 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="mailops", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="mailops", standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):  # click.exceptions.Exit(N)
+            return rv
     except MailopsError as e:
         if debug:
             raise

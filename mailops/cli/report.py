@@ -122,7 +122,11 @@ def report(
             )
         )
     if failed:
-        raise ReportError(f"{len(failed)} of {len(names)} notebooks failed (see above)")
+        err = ReportError(f"{len(failed)} of {len(names)} notebooks failed (see above)")
+        broken = [e for e in failed if e.exit_code == ReportError.exit_code]
+        if not broken:  # O1: only the sync job's mailboxes failed: its own exit code
+            err.code, err.exit_code = failed[0].code, failed[0].exit_code
+        raise err
 
 
 def register(cli: click.Group) -> None:

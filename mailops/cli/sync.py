@@ -22,6 +22,11 @@ def _summary_line(summary: dict, seconds: float) -> str:
         text += f" ({reasons})"
     if summary["failed"]:
         text += f"; {summary['failed']} failed"
+    skipped = summary.get("mailboxes_skipped", 0)
+    if skipped:
+        text += f"; {skipped} skipped"
+    if summary.get("recovered"):
+        text += f"; {summary['recovered']} recovered"
     return text
 
 
@@ -61,6 +66,8 @@ def sync_cmd(
 
     Headers first, bodies only for customer mail; every message examined gets an audit row
     (see `mailops audit`). Safe to interrupt: the next run resumes where this one stopped.
+    One sync per mailbox at a time (S14). Exit codes (O1): 0 ok, 9 a mailbox failed,
+    10 a problematic mailbox was skipped, 11 another sync holds a mailbox.
     """
     import time
 
@@ -106,11 +113,15 @@ def sync_cmd(
             results = [sync_mailbox(store, settings, mb, trigger=trigger, progress=bar.update)]
             r = results[0]
             if r.status == "not_connected":
-                raise MailopsError(
-                    f"{mb.address} is {mb.state}; only connected mailboxes are synced",
+                err = MailopsError(
+                    f"{mb.address} is {mb.state}"
+                    + (f" [{mb.problem_code}]" if mb.problem_code else "")
+                    + "; only connected mailboxes are synced",
                     code="not_connected",
-                    guidance="reconnect the mailbox (mailops mailbox connect)",
+                    guidance=f"reconnect the mailbox (mailops mailbox reconnect {mb.address})",
                 )
+                err.exit_code = 10  # O1: problematic, skipped
+                raise err
         else:
             results = sync_all(store, settings, trigger=trigger, progress=bar.update)
     finally:
@@ -128,14 +139,30 @@ def sync_cmd(
         for r in results:
             if r.status != "ok":
                 click.echo(r.one_line(), err=True)
+            elif r.recovered:
+                since = (
+                    f" (problematic since {r.problem_since:%Y-%m-%d %H:%M} UTC)"
+                    if r.problem_since
+                    else ""
+                )
+                click.echo(f"{r.address}: recovered by itself{since}", err=True)
         click.echo(_summary_line(summary, time.monotonic() - t0))
-    if mailbox and results[0].status == "failed":
-        from mailops.errors import ConnectionProblem
+    if summary["exit_code"]:
+        from mailops.errors import SyncIncomplete
 
-        r = results[0]
-        raise ConnectionProblem(
-            r.error_message or "sync failed", code=r.error_code, mailbox=r.address
+        failed = [r for r in results if r.status == "failed"]
+        what = (
+            f"{len(failed)} of {len(results)} mailbox(es) failed"
+            if failed
+            else summary["exit_meaning"]
         )
+        raise SyncIncomplete(what, exit_code=summary["exit_code"], code=_code_name(summary))
+
+
+def _code_name(summary: dict) -> str:
+    return {9: "sync_failed", 10: "mailbox_problematic", 11: "already_syncing"}.get(
+        summary["exit_code"], "sync_failed"
+    )
 
 
 def register(cli: click.Group) -> None:

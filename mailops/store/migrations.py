@@ -409,4 +409,19 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        "0030_mailbox_probes",
+        """
+        -- C4: a mailbox problematic for a transient reason is probed with backoff; one row
+        -- per such mailbox (deleted when it recovers or its problem waits for the user)
+        CREATE TABLE mailbox_probes (
+            mailbox_id BIGINT PRIMARY KEY,
+            attempts INTEGER NOT NULL DEFAULT 0,  -- failed probes since it turned problematic
+            last_probe_at TIMESTAMP,
+            next_probe_at TIMESTAMP NOT NULL,
+            last_code VARCHAR,
+            last_message VARCHAR
+        );
+        """,
+    ),
 ]
