@@ -136,11 +136,7 @@ def waiting_threads(
     )
     if df.empty:
         return df
-    log = store.query(
-        "SELECT last_message_id, max(id) AS suggestion_id, arg_max(outcome, id) AS outcome"
-        " FROM followup_suggestions GROUP BY 1"
-    )
-    df = df.merge(log, on="last_message_id", how="left")
+    df = df.merge(fstore.outcomes_by_message(store), on="last_message_id", how="left")
     return df.sort_values(["business_hours"], ascending=False).reset_index(drop=True)
 
 
@@ -482,7 +478,8 @@ class Suggestion:
 
 
 def _digest(subject: str | None, body: str | None) -> str:
-    return hashlib.sha256(f"{subject or ''}\n{(body or '').strip()}".encode()).hexdigest()
+    """Must equal ``store.followups.LIVE_OUTCOME``'s SQL digest."""
+    return hashlib.sha256(f"{subject or ''}\n{body or ''}".encode()).hexdigest()
 
 
 def _sender_mailbox(store: Store, user_id: str, preferred: int | None) -> int | None:
@@ -600,20 +597,12 @@ def draft_waiting(
 
 # -- outcomes and the measure -------------------------------------------------------------
 def refresh_outcomes(store: Store) -> int:
-    """Read each pending suggestion's outcome back from its draft; returns how many changed."""
-    changed = 0
-    pending = fstore.pending_suggestions(store)
-    for r in pending.itertuples():
-        if pd.isna(r.draft_exists):
-            outcome = "discarded"
-        elif pd.notna(r.sent_outbox_id):
-            same = _digest(r.draft_subject, r.draft_body) == r.body_sha256
-            outcome = "sent_as_is" if same else "edited"
-        else:
-            continue
-        fstore.set_outcome(store, int(r.id), outcome)
-        changed += 1
-    return changed
+    """Record the outcome of each pending suggestion whose draft was sent or deleted since
+    (listing computes it live anyway; this keeps ``outcome_at``); returns how many."""
+    decided = fstore.decided_pending(store)
+    for sid, outcome in decided:
+        fstore.set_outcome(store, sid, outcome)
+    return len(decided)
 
 
 def discard(store: Store, who: Viewer | str | None, suggestion_id: int) -> None:
@@ -636,9 +625,9 @@ def discard(store: Store, who: Viewer | str | None, suggestion_id: int) -> None:
 
 
 def suggestions(store: Store, who: Viewer | str | None) -> pd.DataFrame:
-    """The suggestion log the viewer may see (his own; a manager his team's), outcomes fresh."""
+    """The suggestion log the viewer may see (his own; a manager his team's), outcomes as
+    the drafts tell them now (read-only: works on a ReadStore)."""
     viewer = _viewer(store, who)
-    refresh_outcomes(store)
     users = None if viewer.sees_all else sorted(viewer.visible_users or {viewer.user_id})
     return fstore.suggestion_frame(store, users)
 

@@ -268,3 +268,24 @@ def test_F1_outcomes_sent_as_is_edited_discarded_and_the_measure(team, capsys, m
     assert "Question about the balcony" not in set(df["last_subject"])
     code, _, err = run(capsys, "followup", "discard", str(as_is.id), "--as", "u-anna")
     assert code != 0 and "suggestion_done" in err
+
+
+@pytest.mark.notebook
+def test_F1_followups_notebook_lists_waiting_threads_and_the_measure(team, settings, tmp_path):
+    from dataclasses import replace
+
+    from report_support import notebooks_path, scraps
+
+    from mailops.notebook import run_report
+
+    team.store.close()
+    s = replace(
+        settings, reports_dir=str(tmp_path / "reports"), notebooks_dir=str(notebooks_path())
+    )
+    res = run_report("followups", {"VIEWER": "u-anna", "DRAFT": True}, settings=s)
+    got = scraps(res.ipynb_path)
+    assert got["missing"] == []
+    assert (got["waiting_for_us"], got["waiting_for_customer"]) == (2, 1)
+    assert got["usefulness"]["suggested"] == 3 and got["usefulness"]["pending"] == 3
+    html = res.html_path.read_text()
+    assert "Question about the balcony" in html and "3 suggested" in html

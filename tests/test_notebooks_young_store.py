@@ -29,6 +29,8 @@ EXPECTED = {
         "scheduled_sync": ["no_mailboxes"],
         "compose_email": ["unknown_user", "no_connected_mailbox", "no_customers"],
         "connect_mailbox": ["unknown_user"],
+        "customer_activity": ["unknown_user", "no_customers"],
+        "followups": ["no_customers", "no_mailboxes"],
     },
     "first_sync": {
         "sync_audit": ["first_sync_running"],
@@ -37,6 +39,8 @@ EXPECTED = {
         "scheduled_sync": [],  # it syncs the mailbox itself; the other run is a note
         "compose_email": [],
         "connect_mailbox": [],
+        "customer_activity": [],
+        "followups": ["first_sync_running"],
     },
 }
 

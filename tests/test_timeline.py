@@ -241,3 +241,61 @@ def test_A1_unreachable_server_shows_stored_mail_and_says_so(team, capsys):
     )
     assert code == 0 and len(json.loads(out)) == 3
     assert "could not reach" in err and team.mailbox.address in err
+
+
+def _run_nb(settings, tmp_path, name, params):
+    from dataclasses import replace
+
+    from report_support import notebooks_path, scraps
+
+    from mailops.notebook import run_report
+
+    s = replace(
+        settings, reports_dir=str(tmp_path / "reports"), notebooks_dir=str(notebooks_path())
+    )
+    res = run_report(name, params, settings=s)
+    return res, scraps(res.ipynb_path), res.html_path.read_text()
+
+
+@pytest.mark.notebook
+def test_A1_customer_activity_notebook_headless(team, settings, tmp_path):
+    _seed(team)
+    team.deliver("c-1", "Unread one")
+    time.sleep(0.5)
+    sync_mailbox(team.store, team.settings, team.mailbox)
+    team.store.close()
+    params = {"USER_ID": "u-anna", "CUSTOMER": "Carla", "MODE": "headless", "SYNC": False}
+    res, got, html = _run_nb(settings, tmp_path, "customer_activity", params)
+    assert got["missing"] == [] and got["timeline_rows"] == 4
+    assert "4 unread notification(s)" in html and "Unread one" in html  # appended after connecting
+    assert "Plans attached" in html and "Harbour View B-204" in html
+    assert html.count("Other customer") == 1  # a notification, never a row of Carla's timeline
+
+
+def test_A1_panel_pick_open_reply_follow_up(team, capsys):
+    from mailops.activity_widgets import ActivityPanel
+
+    _seed(team)
+    team.store.close()
+    p = ActivityPanel(team.settings, "u-anna", sync=False)
+    assert {v for _, v in p.customer.options} == {"c-1", "c-2"}  # Anna's mailbox and customers
+    p.customer.value = "c-1"
+    assert "Plans attached" in p.timeline.value and "Other customer" not in p.timeline.value
+    p.message.value = p.message.options[-1][1]  # the oldest: "First question"
+    p.on_open()
+    assert "Is B-204 free?" in p.last
+    p.on_reply()
+    assert p.compose_panel.reply_to.value == p.message.value
+    assert p.compose_panel.subject.value == "Re: First question"
+    p.message.value = p.message.options[0][1]  # "Plans attached": Carla waits for us
+    p.on_follow_up()
+    panel = p.compose_panel
+    assert panel.body.value.startswith("Dear Carla,")
+    panel.on_send()  # sends that very draft, unchanged
+    assert "sent" in panel.last
+    from mailops.followup import suggestions
+    from mailops.store import Store
+
+    with Store(team.settings.db) as s:
+        log = suggestions(s, "u-anna")
+    assert log["outcome"].tolist() == ["sent_as_is"]

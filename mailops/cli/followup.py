@@ -141,9 +141,11 @@ def draft_cmd(ctx: Context, customer: str | None, viewer: str, all_: bool, **th:
 @pass_ctx
 def suggestions_cmd(ctx: Context, viewer: str, as_csv: bool, as_json: bool) -> None:
     """The suggestion log with each outcome (pending / sent_as_is / edited / discarded) and the measure."""
-    from mailops.followup import suggestions, usefulness
+    from mailops.followup import refresh_outcomes, suggestions, usefulness
 
-    log = suggestions(ctx.store(), viewer)
+    store = ctx.store()
+    refresh_outcomes(store)
+    log = suggestions(store, viewer)
     emit(log.drop(columns=["thread", "last_message_id"]), as_csv, as_json, "(no suggestions yet)")
     if not (as_csv or as_json) and not log.empty:
         u = usefulness(log)

@@ -14,13 +14,25 @@ from mailops.store import Store
 __all__ = [
     "insert_suggestion",
     "last_per_thread",
-    "pending_suggestions",
+    "decided_pending",
+    "outcomes_by_message",
     "set_outcome",
     "suggestion_frame",
     "thread_messages",
 ]
 
 THREAD = 'coalesce(m."references"[1], m.in_reply_to, m.id)'  # R3's thread definition
+
+#: A suggestion's outcome as its draft tells it now (what ``refresh_outcomes`` records):
+#: the draft gone = discarded; sent with the suggested subject and body = sent_as_is; sent
+#: after a change = edited. Needs ``s`` (followup_suggestions) LEFT JOIN ``d`` (drafts).
+LIVE_OUTCOME = (
+    "CASE WHEN s.outcome <> 'pending' THEN s.outcome"
+    " WHEN s.draft_id IS NOT NULL AND d.id IS NULL THEN 'discarded'"
+    " WHEN d.sent_outbox_id IS NOT NULL THEN CASE WHEN sha256(coalesce(d.subject, '') || chr(10)"
+    " || coalesce(d.body_text, '')) = s.body_sha256 THEN 'sent_as_is' ELSE 'edited' END"
+    " ELSE 'pending' END"
+)
 
 
 def _now() -> datetime:
@@ -69,12 +81,23 @@ def insert_suggestion(store: Store, **values: Any) -> int:
     return int(rows[0][0])
 
 
-def pending_suggestions(store: Store) -> pd.DataFrame:
+def decided_pending(store: Store) -> list[tuple[int, str]]:
+    """(id, outcome) of suggestions logged as pending whose draft has been decided since."""
+    return [
+        (int(i), str(o))
+        for i, o in store.rows(
+            f"SELECT s.id, {LIVE_OUTCOME} AS outcome FROM followup_suggestions s"
+            " LEFT JOIN drafts d ON d.id = s.draft_id WHERE s.outcome = 'pending'"
+        )
+        if o != "pending"
+    ]
+
+
+def outcomes_by_message(store: Store) -> pd.DataFrame:
+    """The latest suggestion per answered message and its outcome now."""
     return store.query(
-        "SELECT s.id, s.draft_id, s.subject, s.body_sha256, d.id AS draft_exists,"
-        " d.subject AS draft_subject, d.body_text AS draft_body, d.sent_outbox_id"
-        " FROM followup_suggestions s LEFT JOIN drafts d ON d.id = s.draft_id"
-        " WHERE s.outcome = 'pending'"
+        f"SELECT s.last_message_id, max(s.id) AS suggestion_id, arg_max({LIVE_OUTCOME}, s.id) AS outcome"
+        " FROM followup_suggestions s LEFT JOIN drafts d ON d.id = s.draft_id GROUP BY 1"
     )
 
 
@@ -90,8 +113,9 @@ def suggestion_frame(store: Store, users: Sequence[str] | None) -> pd.DataFrame:
     return store.query(
         "SELECT s.id, s.created_at, s.user_id, s.customer_id, coalesce(c.name, s.customer_id) AS customer,"
         " s.deal_id, s.kind, s.waiting_since, s.language, s.model, s.draft_id, s.subject,"
-        " s.outcome, s.outcome_at, s.thread, s.last_message_id"
+        f" {LIVE_OUTCOME} AS outcome, s.outcome_at, s.thread, s.last_message_id"
         " FROM followup_suggestions s LEFT JOIN customers c ON c.id = s.customer_id"
+        " LEFT JOIN drafts d ON d.id = s.draft_id"
         f" WHERE {cond} ORDER BY s.created_at DESC, s.id DESC",
         params,
     )
