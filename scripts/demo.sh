@@ -20,7 +20,7 @@ $MO demo connect
 # @demo:sync@
 step "sync every connected demo mailbox: headers first, customer mail stored, the rest skipped with a reason (S1-S12)"
 $MO sync --all
-step "audit ledger: stored / skipped by reason (S11; export with --csv/--json/--parquet)"
+step "audit ledger: stored / skipped by reason (S11; export with --output FILE.csv|.json|.parquet)"
 $MO audit --summary
 
 step "send: a template offer, a reply to a synced customer email, a note (E1-E3)"

@@ -50,19 +50,9 @@ def test_S11_sync_then_audit_summary_and_exports(
         ["skipped", "no_customer", "1"],
     ]
     files = {k: tmp_path / f"ledger.{k}" for k in ("csv", "json", "parquet")}
-    code, out, _ = run(
-        capsys,
-        "audit",
-        "--mailbox",
-        mb.address,
-        "--csv",
-        str(files["csv"]),
-        "--json",
-        str(files["json"]),
-        "--parquet",
-        str(files["parquet"]),
-    )
-    assert code == 0
+    for path in files.values():
+        code, out, _ = run(capsys, "audit", "--mailbox", mb.address, "--output", str(path))
+        assert code == 0 and out.strip() == f"wrote 2 ledger rows to {path}"
     assert len(pd.read_csv(files["csv"])) == 2
     assert {r["reason"] for r in json.loads(files["json"].read_text())} == {
         "stored_customer",

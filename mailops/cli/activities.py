@@ -10,7 +10,7 @@ import click
 import pandas as pd
 
 from mailops.cli import Context, pass_ctx
-from mailops.exports import to_csv
+from mailops.cli.output import Output, emit, output_options
 
 
 def as_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -22,21 +22,6 @@ def as_option(f: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Who reads it (user id or e-mail, $MAILOPS_USER); rows follow that user's role (P1).",
     )(f)
-
-
-def emit(df: pd.DataFrame, as_csv: bool, as_json: bool, empty: str = "(nothing)") -> None:
-    """A listing as a table, CSV or a JSON array."""
-    if as_csv:
-        click.echo(to_csv(df), nl=False)  # cells a spreadsheet would run are neutralized
-    elif as_json:
-        click.echo(df.to_json(orient="records", date_format="iso", indent=2))
-    elif df.empty:
-        click.echo(empty)
-    else:
-        with pd.option_context(
-            "display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60
-        ):
-            click.echo(df.to_string(index=False))
 
 
 def _short(v: Any, n: int) -> str:
@@ -63,8 +48,7 @@ def _short(v: Any, n: int) -> str:
     show_default=True,
     help="Wait at most this long for that sync, then show what is stored (s).",
 )
-@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
-@click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
+@output_options
 @pass_ctx
 def activities(
     ctx: Context,
@@ -74,8 +58,7 @@ def activities(
     no_sync: bool,
     max_age: float,
     sync_timeout: float,
-    as_csv: bool,
-    as_json: bool,
+    out: Output,
 ) -> None:
     """CUSTOMER's emails (id, address or name), both ways, newest first: deal, mailbox,
     direction, subject, a short preview and the number of attachments."""
@@ -97,7 +80,7 @@ def activities(
         if note:
             click.echo(f"note: {note}", err=True)
         df = t.frame
-        if not (as_csv or as_json):
+        if out.is_table:
             click.echo(f"{t.customer_name or t.customer_id} ({t.customer_id}): {len(df)} email(s)")
             df = pd.DataFrame(
                 {
@@ -118,9 +101,8 @@ def activities(
             )
         emit(
             df.drop(columns=["deal_id", "mailbox_id"], errors="ignore"),
-            as_csv,
-            as_json,
-            "(no emails)",
+            out,
+            empty="(no emails)",
         )
     finally:
         if t.pending is not None and t.pending.thread.is_alive():

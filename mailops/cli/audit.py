@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from pathlib import Path
 
 import click
 import pandas as pd
 
 from mailops.cli import Context, pass_ctx
-from mailops.exports import write_csv
-
-
-def _write(df: pd.DataFrame, path: str, kind: str) -> None:
-    target = Path(path)
-    if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    out = df.copy()
-    if kind == "csv":
-        if "customers" in out:
-            out["customers"] = out["customers"].map(
-                lambda v: ";".join(v) if v is not None and len(v) else ""
-            )
-        write_csv(out, target)  # cells a spreadsheet would run are neutralized
-    elif kind == "json":
-        records = json.loads(out.to_json(orient="records", date_format="iso"))
-        target.write_text(json.dumps(records, indent=1, ensure_ascii=False))
-    else:
-        out.to_parquet(target, index=False)
+from mailops.cli.output import Output, emit, output_options, render_table
 
 
 @click.command("audit")
@@ -38,9 +18,7 @@ def _write(df: pd.DataFrame, path: str, kind: str) -> None:
 @click.option("--summary", is_flag=True, help="Counts by decision and reason.")
 @click.option("--runs", "show_runs", is_flag=True, help="List sync runs instead of messages.")
 @click.option("--reasons", "show_reasons", is_flag=True, help="List the reason codes.")
-@click.option("--csv", "csv_path", metavar="FILE", help="Write the ledger as CSV.")
-@click.option("--json", "json_path", metavar="FILE", help="Write the ledger as JSON.")
-@click.option("--parquet", "parquet_path", metavar="FILE", help="Write the ledger as Parquet.")
+@output_options
 @pass_ctx
 def audit_cmd(
     ctx: Context,
@@ -50,12 +28,11 @@ def audit_cmd(
     summary: bool,
     show_runs: bool,
     show_reasons: bool,
-    csv_path: str | None,
-    json_path: str | None,
-    parquet_path: str | None,
+    out: Output,
 ) -> None:
     """The audit ledger: one row per message each sync run examined, stored or skipped with a
-    reason code. Prints a table, or exports it with --csv/--json/--parquet."""
+    reason code. A table (the newest 200 rows), or every row with --json/--nl/--csv/--tsv,
+    or exported with --output FILE (.csv .tsv .json .jsonl .parquet)."""
     from mailops.match import SKIP_REASONS
     from mailops.store import mailboxes as mailbox_store
     from mailops.store import sync as q
@@ -65,45 +42,43 @@ def audit_cmd(
             [(r.code, r.decision, r.rule, r.description) for r in SKIP_REASONS.values()],
             columns=["reason", "decision", "rule", "description"],
         )
-        click.echo(df.to_string(index=False))
+        emit(df, out)
         return
     store = ctx.store()
     mailbox_id = (
         mailbox_store.find(store, mailbox, include_disconnected=True).id if mailbox else None
     )
     if show_runs:
-        click.echo(q.runs(store, mailbox_id).to_string(index=False))
+        emit(q.runs(store, mailbox_id), out, empty="no sync runs yet", what="sync runs")
         return
     if summary:
         df = q.audit_summary(store, run_id=run_id, mailbox_id=mailbox_id, since=since)
-        if df.empty:
-            click.echo("no messages examined yet")
-            return
-        for rec in df.itertuples(index=False):
-            click.echo(f"{rec.decision:8} {rec.reason:22} {rec.messages:>8}")
+        emit(df, out, empty="no messages examined yet", table=_summary_lines)
         return
     df = q.audit(store, run_id=run_id, mailbox_id=mailbox_id, since=since)
-    wrote = False
-    for path, kind in ((csv_path, "csv"), (json_path, "json"), (parquet_path, "parquet")):
-        if path:
-            _write(df, path, kind)
-            click.echo(f"wrote {len(df)} ledger rows to {path}")
-            wrote = True
-    if not wrote:
-        if df.empty:
-            click.echo("no messages examined yet")
-        else:
-            cols = [
-                "run_id",
-                "mailbox",
-                "folder",
-                "uid",
-                "decision",
-                "reason",
-                "from_addr",
-                "subject",
-            ]
-            click.echo(df[cols].tail(200).to_string(index=False))
+    emit(df, out, empty="no messages examined yet", table=_ledger_table, what="ledger rows")
+
+
+LEDGER_COLUMNS = [
+    "run_id",
+    "mailbox",
+    "folder",
+    "uid",
+    "decision",
+    "reason",
+    "from_addr",
+    "subject",
+]
+
+
+def _ledger_table(df: pd.DataFrame) -> str:
+    return render_table(df[LEDGER_COLUMNS].tail(200))
+
+
+def _summary_lines(df: pd.DataFrame) -> str:
+    return "\n".join(
+        f"{rec.decision:8} {rec.reason:22} {rec.messages:>8}" for rec in df.itertuples(index=False)
+    )
 
 
 def register(cli: click.Group) -> None:

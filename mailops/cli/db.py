@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mailops.cli import Context, pass_ctx
+from mailops.cli.output import Output, emit, output_options
 
 
 @click.group("db")
@@ -33,15 +34,17 @@ def migrate(ctx: Context) -> None:
 
 
 @db.command("status")
+@output_options
 @pass_ctx
-def status(ctx: Context) -> None:
+def status(ctx: Context, out: Output) -> None:
     """List migrations, applied or pending, and table row counts."""
     from mailops.store import Store
 
     store = Store(ctx.settings.db, migrate=False)
     try:
-        click.echo(f"store: {ctx.settings.db}")
-        click.echo(store.status().to_string(index=False))
+        if out.is_table:
+            click.echo(f"store: {ctx.settings.db}")
+        emit(store.status(), out, what="migrations")
     finally:
         store.close()
 

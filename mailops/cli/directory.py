@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from mailops.cli import Context, pass_ctx
+from mailops.cli.output import Output, emit, output_options
 
 IMPORT_HELP = """Upsert CRM users, customers and deals from CSV files (any subset), by CRM id.
 
@@ -92,19 +95,23 @@ def import_(
 
 
 @directory.command("status")
+@output_options
 @pass_ctx
-def status(ctx: Context) -> None:
+def status(ctx: Context, out: Output) -> None:
     """Row counts of the directory tables."""
+    import pandas as pd
+
     from mailops.store.directory import counts
 
-    for name, n in counts(ctx.store()).items():
-        click.echo(f"{name:20} {n}")
+    df = pd.DataFrame(list(counts(ctx.store()).items()), columns=["table", "rows"])
+    emit(df, out, table=lambda d: "\n".join(f"{t:20} {n}" for t, n in d.itertuples(index=False)))
 
 
 @directory.command("history")
 @click.argument("customer_id")
+@output_options
 @pass_ctx
-def history(ctx: Context, customer_id: str) -> None:
+def history(ctx: Context, customer_id: str, out: Output) -> None:
     """A customer's address periods (primary and additional), oldest first (S3)."""
     from mailops.errors import DirectoryError
     from mailops.store.directory import address_history
@@ -113,8 +120,13 @@ def history(ctx: Context, customer_id: str) -> None:
     if df.empty:
         raise DirectoryError(f"no addresses for customer {customer_id!r}", code="unknown_customer")
     df["kind"] = df["is_primary"].map({True: "primary", False: "additional"})
+    emit(df[["address", "kind", "valid_from", "valid_to"]], out, table=_history_table)
+
+
+def _history_table(df: Any) -> str:
+    df = df.copy()
     df["valid_to"] = df["valid_to"].astype(object).where(df["valid_to"].notna(), "-")
-    click.echo(df[["address", "kind", "valid_from", "valid_to"]].to_string(index=False))
+    return str(df.to_string(index=False))
 
 
 def register(cli: click.Group) -> None:

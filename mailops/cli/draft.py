@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mailops.cli import Context, pass_ctx
+from mailops.cli.output import Output, emit, output_options
 from mailops.cli.send import bodies, content_options, report
 
 
@@ -65,13 +66,13 @@ def create(
 @draft.command("list")
 @click.option("--user", envvar="MAILOPS_USER", help="Only this user's drafts.")
 @click.option("--all", "include_sent", is_flag=True, help="Include drafts already sent.")
+@output_options
 @pass_ctx
-def list_(ctx: Context, user: str | None, include_sent: bool) -> None:
+def list_(ctx: Context, user: str | None, include_sent: bool, out: Output) -> None:
     """List drafts, newest first."""
     from mailops.store.outbox import drafts_frame
 
-    df = drafts_frame(ctx.store(), user, include_sent=include_sent)
-    click.echo("no drafts" if df.empty else df.to_string(index=False))
+    emit(drafts_frame(ctx.store(), user, include_sent=include_sent), out, empty="no drafts")
 
 
 @draft.command("show")

@@ -10,7 +10,8 @@ import click
 import pandas as pd
 
 from mailops.cli import Context, pass_ctx
-from mailops.cli.activities import as_option, emit
+from mailops.cli.activities import as_option
+from mailops.cli.output import Output, emit, output_options
 
 
 def _thresholds(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,10 +74,9 @@ def followup() -> None:
 @followup.command("list")
 @as_option
 @_thresholds
-@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
-@click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
+@output_options
 @pass_ctx
-def list_cmd(ctx: Context, viewer: str, as_csv: bool, as_json: bool, **th: Any) -> None:
+def list_cmd(ctx: Context, viewer: str, out: Output, **th: Any) -> None:
     """Threads waiting for our reply (customer wrote last) and for the customer (we wrote
     last), longest waiting first, with the suggestion already drafted for them, if any."""
     from mailops.followup import refresh_outcomes, waiting_threads
@@ -84,7 +84,7 @@ def list_cmd(ctx: Context, viewer: str, as_csv: bool, as_json: bool, **th: Any) 
     store = ctx.store()
     refresh_outcomes(store)
     df = waiting_threads(store, viewer, **_kw(ctx, **th))
-    if not (as_csv or as_json) and not df.empty:
+    if out.is_table and not df.empty:
         df = pd.DataFrame(
             {
                 "waiting for": ["us" if k == "our_reply" else "customer" for k in df["kind"]],
@@ -99,7 +99,7 @@ def list_cmd(ctx: Context, viewer: str, as_csv: bool, as_json: bool, **th: Any) 
                 ],
             }
         )
-    emit(df, as_csv, as_json, "(no thread is waiting)")
+    emit(df, out, empty="(no thread is waiting)")
 
 
 @followup.command("draft")
@@ -136,18 +136,17 @@ def draft_cmd(ctx: Context, customer: str | None, viewer: str, all_: bool, **th:
 
 @followup.command("suggestions")
 @as_option
-@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
-@click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
+@output_options
 @pass_ctx
-def suggestions_cmd(ctx: Context, viewer: str, as_csv: bool, as_json: bool) -> None:
+def suggestions_cmd(ctx: Context, viewer: str, out: Output) -> None:
     """The suggestion log with each outcome (pending / sent_as_is / edited / discarded) and the measure."""
     from mailops.followup import refresh_outcomes, suggestions, usefulness
 
     store = ctx.store()
     refresh_outcomes(store)
     log = suggestions(store, viewer)
-    emit(log.drop(columns=["thread", "last_message_id"]), as_csv, as_json, "(no suggestions yet)")
-    if not (as_csv or as_json) and not log.empty:
+    emit(log.drop(columns=["thread", "last_message_id"]), out, empty="(no suggestions yet)")
+    if out.is_table and not log.empty:
         u = usefulness(log)
         rate = "n/a" if u["sent_as_is_rate"] is None else f"{u['sent_as_is_rate']:.0%}"
         click.echo(

@@ -6,7 +6,6 @@ they come from a hidden prompt, ``--password-stdin`` or ``--password-env VAR``.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any
 import click
 
 from mailops.cli import HOOKS, Context, pass_ctx
+from mailops.cli.output import Output, emit, output_options
 from mailops.errors import ConfigError, MailopsError
 
 
@@ -185,25 +185,28 @@ def connect_cmd(ctx: Context, address: str, user_id: str, provider: str, **opts:
 
 @mailbox.command("list")
 @click.option("--user", "user_id", help="Only this user's mailboxes.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@output_options
 @pass_ctx
-def list_cmd(ctx: Context, user_id: str | None, as_json: bool) -> None:
+def list_cmd(ctx: Context, user_id: str | None, out: Output) -> None:
     """Mailboxes with their state and, when problematic, why and what to do."""
+    import pandas as pd
+
     from mailops.connect import list_mailboxes
 
     rows = list_mailboxes(ctx.store(), user_id)
-    if as_json:
-        for r in rows:
-            click.echo(json.dumps(r, default=str))
-        return
-    if not rows:
-        click.echo("no mailboxes")
-        return
-    for r in rows:
+    columns = ["id", "user", "address", "provider", "auth", "state", "problem", "message"]
+    columns += ["guidance", "since", "connected_at"]
+    emit(pd.DataFrame(rows, columns=columns), out, empty="no mailboxes", table=_mailbox_lines)
+
+
+def _mailbox_lines(df: Any) -> str:
+    lines = []
+    for r in df.to_dict("records"):
         line = f"{r['id']:>4}  {r['address']:<36} {r['user']:<12} {r['provider']:<9} {r['state']}"
         if r["problem"]:
             line += f"  [{r['problem']} since {r['since']:%Y-%m-%d %H:%M}] {r['guidance']}"
-        click.echo(line)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 @mailbox.command("test")
@@ -301,27 +304,31 @@ def transfer_cmd(ctx: Context, address: str, to_user: str, actor: str, reason: s
 
 @mailbox.command("conflicts")
 @click.option("--all", "include_resolved", is_flag=True, help="Also conflicts already resolved.")
+@output_options
 @pass_ctx
-def conflicts_cmd(ctx: Context, include_resolved: bool) -> None:
+def conflicts_cmd(ctx: Context, include_resolved: bool, out: Output) -> None:
     """C6: addresses linked to more than one user before the one-owner rule (found by
     migration 0040); resolve each with `mailops mailbox transfer`."""
-    import pandas as pd
-
     from mailops.store import ownership
 
     df = ownership.conflicts(ctx.store(), include_resolved=include_resolved)
-    if df.empty:
-        click.echo("no address is linked to more than one user")
-        return
+    emit(df, out, empty="no address is linked to more than one user", table=_conflict_lines)
+
+
+def _conflict_lines(df: Any) -> str:
+    import pandas as pd
+
+    lines = []
     for r in df.itertuples(index=False):
         state = (
             f"resolved by transfer {int(r.resolved_by_transfer)}"
             if pd.notna(r.resolved_at)
             else "open"
         )
-        click.echo(
+        lines.append(
             f"{r.address}: users {', '.join(r.users)}; mailboxes {', '.join(map(str, r.mailbox_ids))}; {state}"
         )
+    return "\n".join(lines)
 
 
 def register(cli: click.Group) -> None:

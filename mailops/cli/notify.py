@@ -6,7 +6,8 @@ import click
 import pandas as pd
 
 from mailops.cli import Context, pass_ctx
-from mailops.cli.activities import as_option, emit
+from mailops.cli.activities import as_option
+from mailops.cli.output import Output, emit, output_options
 
 
 @click.group("notifications")
@@ -18,17 +19,14 @@ def notifications() -> None:
 @as_option
 @click.option("--unread", is_flag=True, help="Only unread ones.")
 @click.option("--limit", type=int, default=100, show_default=True, help="At most N (0 = all).")
-@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
-@click.option("--json", "as_json", is_flag=True, help="JSON array on stdout.")
+@output_options
 @pass_ctx
-def list_cmd(
-    ctx: Context, viewer: str, unread: bool, limit: int, as_csv: bool, as_json: bool
-) -> None:
+def list_cmd(ctx: Context, viewer: str, unread: bool, limit: int, out: Output) -> None:
     """Your notifications (a manager: his team's), unread first, newest first."""
     from mailops.notifications import list_notifications
 
     df = list_notifications(ctx.store(), viewer, unread=unread, limit=limit or None)
-    if not (as_csv or as_json) and not df.empty:
+    if out.is_table and not df.empty:
         df = pd.DataFrame(
             {
                 "id": df["id"],
@@ -42,7 +40,7 @@ def list_cmd(
                 "mailbox": df["mailbox"],
             }
         )
-    emit(df, as_csv, as_json, "(no notifications)")
+    emit(df, out, empty="(no notifications)")
 
 
 @notifications.command("read")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import click
+import pandas as pd
 
 from mailops.cli import Context, pass_ctx
+from mailops.cli.output import TABLE, Output, emit, output_options, render_table
 
 
 @click.group("outbox", invoke_without_command=True)
@@ -20,19 +22,23 @@ def outbox(cctx: click.Context) -> None:
     "--state", type=click.Choice(["queued", "sending", "sent", "failed"]), help="Only this state."
 )
 @click.option("--user", help="Only this user's emails.")
+@output_options
 @pass_ctx
-def list_(ctx: Context, state: str | None = None, user: str | None = None) -> None:
+def list_(
+    ctx: Context, state: str | None = None, user: str | None = None, out: Output = TABLE
+) -> None:
     """List outbox entries with their state, phase and last error."""
     from mailops.store.outbox import outbox_frame
 
     df = outbox_frame(ctx.store(), user_id=user, state=state)
-    if df.empty:
-        click.echo("outbox is empty")
-        return
+    emit(df, out, empty="outbox is empty", table=_table, what="outbox entries")
+
+
+def _table(df: pd.DataFrame) -> str:
+    df = df.copy()
     df["recipients"] = df["recipients"].map(lambda r: ", ".join(r) if r is not None else "")
     df["sent_at"] = df["sent_at"].map(lambda t: "" if t is None or str(t) == "NaT" else str(t)[:19])
-    shown = df.drop(columns=["message_id_header", "created_at"]).fillna("")
-    click.echo(shown.to_string(index=False))
+    return render_table(df.drop(columns=["message_id_header", "created_at"]).fillna(""))
 
 
 @outbox.command("retry")

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-import pandas as pd
 
 from mailops.cli import Context, pass_ctx
-from mailops.exports import to_csv
+from mailops.cli.output import emit, output_options, render_table
 
 
 def _scope(ctx: Context, viewer: str, days: int, since: str, until: str, mailbox: str) -> Any:
@@ -24,18 +23,6 @@ def _scope(ctx: Context, viewer: str, days: int, since: str, until: str, mailbox
         mailbox=mailbox,
         store=open_reader(ctx.settings.db),
     )
-
-
-def _emit(df: pd.DataFrame, as_csv: bool, as_json: bool, empty: str = "(nothing)") -> None:
-    if as_csv:
-        click.echo(to_csv(df), nl=False)  # cells a spreadsheet would run are neutralized
-    elif as_json:
-        click.echo(df.to_json(orient="records", date_format="iso", indent=2))
-    elif df.empty:
-        click.echo(empty)
-    else:
-        with pd.option_context("display.width", 200, "display.max_columns", 30):
-            click.echo(df.to_string(index=False))
 
 
 def _common(days_default: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -60,12 +47,10 @@ def _common(days_default: int) -> Callable[[Callable[..., Any]], Callable[..., A
             click.option("--since", default="", help="Period start YYYY-MM-DD (overrides --days)."),
             click.option("--until", default="", help="Period end YYYY-MM-DD, inclusive."),
             click.option("--mailbox", default="all", show_default=True, help="Address, id or all."),
-            click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout."),
-            click.option("--json", "as_json", is_flag=True, help="JSON records on stdout."),
         ]
         for opt in reversed(options):
             f = opt(f)
-        return f
+        return output_options(f)
 
     return deco
 
@@ -88,8 +73,8 @@ def activity_cmd(ctx: Context, by: str, **kw: Any) -> None:
     """Emails per sales person / customer / deal / week, inbound and outbound (R3)."""
     from mailops.reports import activity
 
-    as_csv, as_json = kw.pop("as_csv"), kw.pop("as_json")
-    _emit(activity.volumes(_scope(ctx, **kw), by), as_csv, as_json)
+    out = kw.pop("out")
+    emit(activity.volumes(_scope(ctx, **kw), by), out)
 
 
 @stats.command("response-times")
@@ -112,7 +97,7 @@ def response_times_cmd(
     """First-response and average response time per sales person (R3)."""
     from mailops.reports import activity
 
-    as_csv, as_json = kw.pop("as_csv"), kw.pop("as_json")
+    out = kw.pop("out")
     rows = activity.response_times(
         _scope(ctx, **kw),
         business_hours=business_hours,
@@ -120,7 +105,7 @@ def response_times_cmd(
         day_end=work_end,
         tz=tz,
     )
-    _emit(rows if each else activity.response_summary(rows), as_csv, as_json)
+    emit(rows if each else activity.response_summary(rows), out)
 
 
 @stats.command("unanswered")
@@ -133,11 +118,10 @@ def unanswered_cmd(ctx: Context, waiting_days: float, **kw: Any) -> None:
     """Customers waiting for our reply for more than --waiting-days days (R3)."""
     from mailops.reports import activity
 
-    as_csv, as_json = kw.pop("as_csv"), kw.pop("as_json")
-    _emit(
+    out = kw.pop("out")
+    emit(
         activity.unanswered(_scope(ctx, **kw), days=waiting_days),
-        as_csv,
-        as_json,
+        out,
         empty=f"no customer waiting longer than {waiting_days:g} days",
     )
 
@@ -150,25 +134,18 @@ def problematic_cmd(ctx: Context, history: bool, **kw: Any) -> None:
     """Problematic mailboxes: since when, why, last good sync, what IT should do (R4)."""
     from mailops.reports import accounts
 
-    as_csv, as_json = kw.pop("as_csv"), kw.pop("as_json")
+    out = kw.pop("out")
     scope = _scope(ctx, **kw)
     if history:
-        _emit(accounts.history(scope), as_csv, as_json)
+        emit(accounts.history(scope), out)
         return
-    df = accounts.problematic(scope)
-    if not (as_csv or as_json):
-        df = df[
-            [
-                "mailbox",
-                "owner",
-                "code",
-                "since",
-                "last_good_sync",
-                "not_synced_from",
-                "it_guidance",
-            ]
-        ]
-    _emit(df, as_csv, as_json, empty="no problematic mailboxes")
+    cols = ["mailbox", "owner", "code", "since", "last_good_sync", "not_synced_from", "it_guidance"]
+    emit(
+        accounts.problematic(scope),
+        out,
+        empty="no problematic mailboxes",
+        table=lambda df: render_table(df[cols]),
+    )
 
 
 def register(cli: click.Group) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mailops.cli import Context, pass_ctx
+from mailops.cli.output import Output, emit, output_options
 
 
 @click.group("template")
@@ -55,13 +56,13 @@ def add(
 
 
 @template.command("list")
+@output_options
 @pass_ctx
-def list_(ctx: Context) -> None:
+def list_(ctx: Context, out: Output) -> None:
     """List templates."""
     from mailops.store.outbox import templates_frame
 
-    df = templates_frame(ctx.store())
-    click.echo("no templates" if df.empty else df.to_string(index=False))
+    emit(templates_frame(ctx.store()), out, empty="no templates", what="templates")
 
 
 @template.command("show")
