@@ -2,40 +2,76 @@
 
 Two speeds, on purpose (see README "Performance"):
 
-- ``parse_headers_fast(header_bytes)`` is what the sync decides from. It uses the stdlib
-  parser with ``policy.compat32`` and ``email.utils.getaddresses``: addresses, date and ids
-  without building the modern header objects (5x cheaper over a mailbox).
+- ``parse_headers_fast(header_bytes, internaldate)`` is what the sync decides from. It uses
+  the stdlib parser with ``policy.compat32`` and ``email.utils.getaddresses``: addresses,
+  date and ids without building the modern header objects (5x cheaper over a mailbox).
+  Each field is read on its own: one bad field (an overflowing Date, a broken address
+  list) is a warning and never discards the others (S13).
 - ``parse_message(raw)`` is for the messages we store: ``policy.default`` for bodies and
-  attachments, HTML sanitized with nh3, every problem a warning instead of an exception.
+  attachments, HTML sanitized (``mailops.safe_html``: no script, no remote load), every
+  problem a warning instead of an exception, from the WHOLE MIME tree.
 
 Message-ID normalisation (``normalize_message_id``): the first ``<...>`` token (or the
-whole value when there are no brackets), whitespace removed, **lower-cased as a whole**.
-RFC 5322 makes the local part case-sensitive in theory, but mail systems rewrite case in
-practice and a collision between two ids differing only in case is not a real risk; one
-rule everywhere (sync, send, reports) matters more. ``message_key`` falls back to
-``sha256:<hex of the raw bytes>`` when a message has no usable Message-ID.
+whole value when there are no brackets), whitespace removed, **lower-cased as a whole**,
+never truncated otherwise (``<svg/onload=x@e.test>`` -> ``svg/onload=x@e.test``). RFC 5322
+makes the local part case-sensitive in theory, but mail systems rewrite case in practice;
+two messages whose ids differ only in case are told apart by their content (S13) instead.
+``usable_message_id`` also refuses garbage: no ``left@right`` form, control characters,
+brackets or quotes left inside, undecodable bytes, or longer than 500 characters.
+
+Identity (S13, ``ParsedMessage.content_fp``): sha256 over every From address (sorted), the
+Date header (UTC ISO when it parses, else its text), the decoded Subject and a digest of
+the decoded leaf parts (text parts as whitespace-collapsed text, others as bytes): what a
+reader sees, not how it travelled. Received, Bcc, Delivered-To, MIME boundaries and
+transfer encodings are not part of it. A message without a usable Message-ID is stored as
+``sha256:<content_fp>``; ``store.messages.resolve_identities`` turns one Message-ID with
+another fingerprint into a distinct message.
+
+Dates (S13): a Date before 1970, more than ``FUTURE_SLACK`` after the server's INTERNALDATE
+(or now), unparseable, overflowing or missing falls back to the INTERNALDATE the caller
+passes, with a warning.
+
+Warnings from the whole MIME tree (S12): each part's defects with its part path
+(``defect in part 1.2: InvalidBase64CharactersDefect``), undecodable transfer encodings,
+unknown charsets, text not valid in its declared charset, invalid RFC 2047 encoded words
+(Subject, From, To, Cc, file names), 8-bit header bytes, a NUL in a file name, MIME nesting
+deeper than ``MAX_DEPTH`` (more than ``MAX_BOUNDARIES`` boundaries: the MIME tree is not
+parsed at all, the stdlib parser being quadratic in nesting). Stdlib defects treated as noise (``NOISE_DEFECTS``, no warning):
+``ObsoleteHeaderDefect`` (obsolete RFC 5322 syntax, which readers must accept),
+``NonASCIILocalPartDefect`` (legal under RFC 6532), ``InvalidMultipartContentTransferEncoding
+Defect`` (a multipart declared base64/QP: the parts decode anyway) and
+``MisplacedEnvelopeHeaderDefect`` (an mbox ``From `` line left by an import).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
 
-import nh3
+from mailops.safe_html import sanitize_html
 
 __all__ = [
+    "FUTURE_SLACK",
+    "MAX_BOUNDARIES",
+    "MAX_DEPTH",
+    "NOISE_DEFECTS",
     "Attachment",
     "HeaderInfo",
     "ParsedMessage",
+    "content_fingerprint",
     "content_hash",
     "message_key",
     "normalize_message_id",
@@ -43,11 +79,34 @@ __all__ = [
     "parse_message",
     "split_header",
     "sanitize_html",
+    "usable_message_id",
 ]
 
 _ID_RE = re.compile(r"<([^<>]*)>")
 _WS_RE = re.compile(r"\s+")
 _HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)
+
+EPOCH = datetime(1970, 1, 1)
+FUTURE_SLACK = timedelta(days=2)  # a Date later than INTERNALDATE + this is not believed
+MAX_DEPTH = 64  # MIME nesting examined; deeper parts are kept in the raw bytes only
+MAX_BOUNDARIES = 100  # more multipart boundaries than this: the MIME tree is not parsed
+MAX_WARNINGS = 50  # per message
+NOISE_DEFECTS = frozenset(
+    {
+        "ObsoleteHeaderDefect",
+        "NonASCIILocalPartDefect",
+        "InvalidMultipartContentTransferEncodingDefect",
+        "MisplacedEnvelopeHeaderDefect",
+    }
+)
+_KNOWN_CTE = frozenset(
+    {"", "7bit", "8bit", "binary", "base64", "quoted-printable"}
+    | {"x-uuencode", "uuencode", "uue", "x-uue"}
+)
+_GARBAGE_ID_RE = re.compile('[\x00-\x1f\x7f<>"\\\\\ufffd\ud800-\udfff]')
+_ENCODED_WORD_RE = re.compile(r"=\?[^\s?]*\?[^\s?]*\?[^\s]*?\?=")
+_STRICT_WORD_RE = re.compile(r"=\?([^\s?*]+)(?:\*[^\s?]*)?\?([bBqQ])\?([^\s?]*)\?=")
+_B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 class _CachingPolicy(EmailPolicy):
@@ -87,18 +146,27 @@ def normalize_message_id(value: str | None) -> str | None:
     return inner or None
 
 
+def usable_message_id(value: str | None) -> str | None:
+    """The normalised Message-ID when it can identify a message, else None (garbage)."""
+    mid = normalize_message_id(value)
+    if mid is None or len(mid) > 500 or _GARBAGE_ID_RE.search(mid):
+        return None
+    left, at, right = mid.rpartition("@")
+    return mid if at and left and right else None
+
+
 def content_hash(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
 def message_key(message_id_header: str | None, raw: bytes | None = None) -> str | None:
-    """The store's id for a message: normalised Message-ID, else ``sha256:<raw hash>``."""
-    mid = normalize_message_id(message_id_header)
+    """The store's base id for a message: usable Message-ID, else ``sha256:<content_fp>``."""
+    mid = usable_message_id(message_id_header)
     if mid:
         return mid
     if raw is None:
         return None
-    return "sha256:" + content_hash(raw)
+    return parse_message(raw).key
 
 
 def split_header(raw: bytes) -> bytes:
@@ -110,14 +178,83 @@ def split_header(raw: bytes) -> bytes:
     return raw
 
 
+@functools.lru_cache(maxsize=256)
+def _charset_ok(name: str) -> bool:
+    if name.lower() in ("unknown-8bit", "x-unknown"):
+        return False
+    try:
+        codecs.lookup(name)
+    except (LookupError, ValueError):
+        return False
+    return True
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    """Bytes in a declared (maybe wrong or unknown) charset -> text; never raises."""
+    if charset and _charset_ok(charset):
+        try:
+            return data.decode(charset)
+        except UnicodeError:
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeError:
+        return data.decode("cp1252", "replace")
+
+
+def _header_text(header_bytes: bytes) -> str:
+    if header_bytes.isascii():
+        return header_bytes.decode("ascii")
+    try:
+        return header_bytes.decode("utf-8")
+    except UnicodeError:
+        return header_bytes.decode("cp1252", "replace")
+
+
 def _decode_words(value: str) -> str:
-    """RFC 2047 encoded words -> text; never raises."""
+    """RFC 2047 encoded words -> text; never raises (unknown charsets decode best effort)."""
     if "=?" not in value:
         return _WS_RE.sub(" ", value).strip()
     try:
         return _WS_RE.sub(" ", str(make_header(decode_header(value)))).strip()
-    except Exception:  # noqa: BLE001 - mis-encoded header: keep it as it came
+    except Exception:  # noqa: BLE001 - mis-encoded header: chunk by chunk, best effort
+        pass
+    try:
+        chunks = decode_header(value)
+        text = "".join(
+            c if isinstance(c, str) else _decode_bytes(c, cs or "us-ascii") for c, cs in chunks
+        )
+        return _WS_RE.sub(" ", text).strip()
+    except Exception:  # noqa: BLE001 - keep it as it came
         return _WS_RE.sub(" ", value).strip()
+
+
+def _check_encoded_words(label: str, value: str, warnings: list[str]) -> None:
+    """Warn once per header for an RFC 2047 encoded word that does not decode."""
+    for m in _ENCODED_WORD_RE.finditer(value):
+        word = m.group(0)
+        strict = _STRICT_WORD_RE.fullmatch(word)
+        why = None
+        if strict is None:
+            why = "malformed"
+        else:
+            charset, enc, text = strict.groups()
+            if not _charset_ok(charset):
+                why = f"unknown charset {charset[:40]!r}"
+            else:
+                try:
+                    if enc in "bB":
+                        if not _B64_RE.fullmatch(text) or len(text.rstrip("=")) % 4 == 1:
+                            raise binascii.Error("not base64")
+                        data = base64.b64decode(text + "=" * (-len(text) % 4))
+                    else:
+                        data = binascii.a2b_qp(text.replace("_", " ").encode("ascii"), header=True)
+                    data.decode(charset)
+                except (binascii.Error, UnicodeError, ValueError, LookupError):
+                    why = f"not valid {enc.upper()}/{charset[:40]}"
+        if why:
+            warnings.append(f"invalid encoded word in {label} ({why}): {word[:60]!r}")
+            return
 
 
 def _ids(value: str | None) -> list[str]:
@@ -132,43 +269,60 @@ def _ids(value: str | None) -> list[str]:
 
 
 def _utc_naive(value: str | None, warnings: list[str]) -> datetime | None:
+    """A Date header as naive UTC; None (and a warning) when it does not parse or overflows."""
     if not value:
         return None
     try:
         dt = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
+        if dt is None:
+            raise ValueError(value)
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(UTC).replace(tzinfo=None)
+        return dt
+    except Exception:  # noqa: BLE001 - TypeError/ValueError/IndexError/OverflowError, all alike
         warnings.append(f"unparseable Date header: {value[:60]!r}")
         return None
-    if dt is None:
-        warnings.append(f"unparseable Date header: {value[:60]!r}")
-        return None
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(UTC).replace(tzinfo=None)
-    return dt
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _implausible(dt: datetime, internaldate: datetime | None) -> str | None:
+    if dt < EPOCH:
+        return "before 1970"
+    ref = internaldate if internaldate is not None and internaldate >= EPOCH else _now()
+    if dt > ref + FUTURE_SLACK:
+        return "in the future"
+    return None
 
 
 @dataclass
 class HeaderInfo:
     """What the sync decides from. Addresses are lower-cased ``local@domain`` strings."""
 
-    message_id: str | None = None  # normalised
+    message_id: str | None = None  # normalised and usable (None: missing or garbage)
     message_id_header: str | None = None  # as it came
-    from_addr: str | None = None
+    from_addr: str | None = None  # the first From address
     from_name: str | None = None
     to_addrs: list[str] = field(default_factory=list)
     cc_addrs: list[str] = field(default_factory=list)
-    date: datetime | None = None  # naive UTC
+    date: datetime | None = None  # naive UTC: the Date header, else INTERNALDATE (S13)
     subject: str | None = None
     in_reply_to: str | None = None
     references: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    from_addrs: list[str] = field(default_factory=list)  # every From address (RFC 5322)
+    date_source: str | None = None  # header | internaldate | None
+    date_key: str = ""  # the Date header for identity: UTC ISO when it parses, else its text
+    from_key: str = ""  # the From addresses for identity (sorted), else the header text
 
     @property
     def participants(self) -> list[str]:
-        """From + To + Cc, in that order, without duplicates."""
-        seen: dict[str, None] = {}
+        """Every From, To and Cc address, in that order, without duplicates (S13)."""
+        seen: dict[str, None] = dict.fromkeys(self.from_addrs)
         if self.from_addr:
-            seen[self.from_addr] = None
+            seen.setdefault(self.from_addr, None)
         for a in self.to_addrs:
             seen.setdefault(a, None)
         for a in self.cc_addrs:
@@ -200,33 +354,95 @@ def _addresses_of(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _header_info(items: list[tuple[str, object]]) -> HeaderInfo:
-    """Build HeaderInfo from raw (name, value) pairs (compat32 or raw_items)."""
+def _unreadable(label: str, e: BaseException) -> str:
+    return f"{label} header unreadable: {type(e).__name__}"
+
+
+def _read_from(info: HeaderInfo, values: list[str]) -> None:
+    froms = _addresses(values)
+    if froms:
+        info.from_name = _decode_words(froms[0][0]) or None
+        info.from_addr = froms[0][1]
+        info.from_addrs = list(dict.fromkeys(a for _, a in froms))
+        info.from_key = ",".join(sorted(info.from_addrs))
+    elif values:
+        info.warnings.append("From header holds no address")
+        info.from_key = _WS_RE.sub(" ", " ".join(values)).strip()
+
+
+def _read_date(info: HeaderInfo, value: str | None, internaldate: datetime | None) -> None:
+    w = info.warnings
+    parsed = _utc_naive(value, w) if value else None
+    info.date_key = parsed.isoformat() if parsed else _WS_RE.sub(" ", value or "").strip()
+    why = "unparseable" if value and parsed is None else None
+    if parsed is not None:
+        why = _implausible(parsed, internaldate)
+        if why is None:
+            info.date, info.date_source = parsed, "header"
+            return
+        w.append(f"Date header {why}: {value[:60]!r}" if value else f"Date header {why}")
+    if internaldate is None or internaldate < EPOCH:
+        return
+    info.date, info.date_source = internaldate, "internaldate"
+    w.append(
+        "no Date header; date taken from the server's INTERNALDATE"
+        if not value
+        else "date taken from the server's INTERNALDATE"
+    )
+
+
+def _header_info(
+    items: list[tuple[str, object]], internaldate: datetime | None = None
+) -> HeaderInfo:
+    """Build HeaderInfo from raw (name, value) pairs, each field on its own (S13)."""
     info = HeaderInfo()
     by: dict[str, list[str]] = {}
     for name, value in items:
         by.setdefault(name.lower(), []).append(str(value))
+    w = info.warnings
 
     def first(name: str) -> str | None:
         values = by.get(name)
         return values[0] if values else None
 
-    info.message_id_header = first("message-id")
-    info.message_id = normalize_message_id(info.message_id_header)
-    froms = _addresses(by.get("from", []))
-    if froms:
-        info.from_name = _decode_words(froms[0][0]) or None
-        info.from_addr = froms[0][1]
-    elif by.get("from"):
-        info.warnings.append("From header holds no address")
-    info.to_addrs = [a for _, a in _addresses(by.get("to", []))]
-    info.cc_addrs = [a for _, a in _addresses(by.get("cc", []))]
-    info.date = _utc_naive(first("date"), info.warnings)
-    subject = first("subject")
-    info.subject = _decode_words(subject) if subject is not None else None
-    irt = _ids(first("in-reply-to"))
-    info.in_reply_to = irt[0] if irt else None
-    info.references = _ids(" ".join(by.get("references", [])))
+    try:
+        info.message_id_header = first("message-id")
+        info.message_id = usable_message_id(info.message_id_header)
+        if info.message_id is None and normalize_message_id(info.message_id_header):
+            w.append(f"garbage Message-ID {info.message_id_header[:60]!r}")  # type: ignore[index]
+    except Exception as e:  # noqa: BLE001 - S13: one bad field never discards the others
+        w.append(_unreadable("Message-ID", e))
+    for name in ("from", "to", "cc", "subject"):
+        for v in by.get(name, ()):
+            if "=?" in v:
+                _check_encoded_words(name.capitalize(), v, w)
+    try:
+        _read_from(info, by.get("from", []))
+    except Exception as e:  # noqa: BLE001
+        w.append(_unreadable("From", e))
+    try:
+        info.to_addrs = [a for _, a in _addresses(by.get("to", []))]
+    except Exception as e:  # noqa: BLE001
+        w.append(_unreadable("To", e))
+    try:
+        info.cc_addrs = [a for _, a in _addresses(by.get("cc", []))]
+    except Exception as e:  # noqa: BLE001
+        w.append(_unreadable("Cc", e))
+    try:
+        _read_date(info, first("date"), internaldate)
+    except Exception as e:  # noqa: BLE001
+        w.append(_unreadable("Date", e))
+    try:
+        subject = first("subject")
+        info.subject = _decode_words(subject) if subject is not None else None
+    except Exception as e:  # noqa: BLE001
+        w.append(_unreadable("Subject", e))
+    try:
+        irt = _ids(first("in-reply-to"))
+        info.in_reply_to = irt[0] if irt else None
+        info.references = _ids(" ".join(by.get("references", [])))
+    except Exception as e:  # noqa: BLE001
+        w.append(_unreadable("References", e))
     return info
 
 
@@ -239,8 +455,11 @@ def _header_items(header_bytes: bytes) -> tuple[list[tuple[str, str]], list[str]
     and the FeedParser machinery cost 0.1 ms a block. Only the split into header lines is
     done here; each header's lines go through compat32's own ``header_source_parse`` and
     ``header_fetch_parse``, and decoding (RFC 2047, addresses) stays with the stdlib. A
-    test checks both give the same items on the demo corpus, malformed mail included."""
-    text = header_bytes.decode("ascii", "surrogateescape")
+    test checks both give the same items on the demo corpus, malformed mail included.
+
+    8-bit bytes (headers not RFC 2047 encoded) are read as UTF-8 (RFC 6532), else as
+    Windows-1252, where the stdlib would leave U+FFFD; the caller adds a warning."""
+    text = _header_text(header_bytes)
     sources: list[list[str]] = []
     problems: list[str] = []
     for line in _LINE_RE.findall(text):
@@ -264,23 +483,40 @@ def _header_items(header_bytes: bytes) -> tuple[list[tuple[str, str]], list[str]
     return items, problems
 
 
-def parse_headers_fast(header_bytes: bytes) -> HeaderInfo:
-    """Header facts from a header block (or a whole message); never raises."""
+def parse_headers_fast(header_bytes: bytes, internaldate: datetime | None = None) -> HeaderInfo:
+    """Header facts from a header block (or a whole message); never raises.
+
+    INTERNALDATE (naive UTC, from the server) is the fallback for a missing or bad Date."""
     try:
-        items, problems = _header_items(header_bytes or b"")
-        info = _header_info(list(items))
+        block = header_bytes or b""
+        items, problems = _header_items(block)
+        info = _header_info(list(items), internaldate)
         info.warnings.extend(f"header defect: {p}" for p in problems)
+        if not block.isascii():
+            info.warnings.append("8-bit bytes in headers (not RFC 2047 encoded)")
         return info
     except Exception as e:  # noqa: BLE001 - S12: a bad message never stops a sync
         return HeaderInfo(warnings=[f"headers unparseable: {type(e).__name__}: {e}"])
 
 
+def content_fingerprint(headers: HeaderInfo, body_digest: str) -> str:
+    """S13 identity: From addresses, Date, Subject and the decoded body (module doc)."""
+    h = hashlib.sha256()
+    subject = _WS_RE.sub(" ", headers.subject or "").strip()
+    for piece in (headers.from_key, headers.date_key, subject, body_digest):
+        h.update(piece.encode("utf-8", "replace"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
 @dataclass
 class Attachment:
     part_index: int
-    filename: str | None
+    filename: str | None  # as the sender wrote it: data, never a path (filenames.safe_basename)
     content_type: str
     content: bytes = field(repr=False)
+    content_id: str | None = None  # Content-ID without brackets, for cid: images
+    digest: str | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -288,49 +524,141 @@ class Attachment:
 
     @property
     def sha256(self) -> str:
-        return content_hash(self.content)
+        if self.digest is None:
+            self.digest = content_hash(self.content)
+        return self.digest
 
 
 @dataclass
 class ParsedMessage:
-    key: str  # the store id: normalised Message-ID or sha256:<hash>
+    key: str  # the store id: usable Message-ID or sha256:<content_fp> (resolve_identities)
     headers: HeaderInfo
     raw_sha256: str
     raw_size: int
     body_text: str | None = None
-    body_html: str | None = None  # sanitized (nh3)
+    body_html: str | None = None  # sanitized (safe_html)
     attachments: list[Attachment] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    content_fp: str = ""  # S13 identity fingerprint
+    identity: str | None = None  # new | linked | variant, once resolved against the store
 
 
-def sanitize_html(html: str) -> str:
-    """HTML from mail, safe to show: scripts, handlers, remote loaders removed (nh3)."""
-    return nh3.clean(html)
+_Part = tuple[str, Message, bool]  # (part path, part, is a leaf)
 
 
-def _text_of(part: Message, warnings: list[str]) -> str | None:
-    try:
-        content = part.get_content()  # type: ignore[attr-defined]
-        if isinstance(content, bytes):
-            return content.decode("utf-8", "replace")
-        return str(content)
-    except (LookupError, UnicodeError, AssertionError, ValueError, KeyError) as e:
-        warnings.append(f"text part undecodable ({type(e).__name__}); decoded with replacement")
-        payload = part.get_payload(decode=True)
-        if isinstance(payload, bytes):
-            return payload.decode("utf-8", "replace")
-        return None
+def _parts(msg: Message, warnings: list[str]) -> list[_Part]:
+    """Every part in tree order with its path ("" = the message, "1.2" = 2nd of the 1st),
+    iteratively: hostile nesting cannot exhaust the stack."""
+    out: list[_Part] = []
+    stack: list[tuple[str, Message, int]] = [("", msg, 0)]
+    deep = False
+    while stack:
+        path, part, depth = stack.pop()
+        subs = part.get_payload() if part.is_multipart() else None
+        if not isinstance(subs, list):
+            out.append((path, part, True))
+            continue
+        out.append((path, part, False))
+        if depth >= MAX_DEPTH:
+            deep = True
+            continue
+        for i in range(len(subs) - 1, -1, -1):
+            sub = subs[i]
+            if isinstance(sub, Message):
+                stack.append((f"{path}.{i + 1}" if path else str(i + 1), sub, depth + 1))
+    if deep:
+        warnings.append(
+            f"MIME nesting deeper than {MAX_DEPTH}; deeper parts kept in the raw bytes only"
+        )
+    return out
 
 
-def _bodies(msg: EmailMessage, warnings: list[str]) -> tuple[str | None, str | None]:
+def _where(path: str) -> str:
+    return f" in part {path}" if path else ""
+
+
+class _Tree:
+    """One pass over the MIME tree: decoded leaf payloads (shared by bodies and attachments),
+    the identity digest of the content, and the warnings of every part."""
+
+    def __init__(self, msg: Message, warnings: list[str]) -> None:
+        self.parts = _parts(msg, warnings)
+        self.payload: dict[int, bytes | None] = {}
+        self.text: dict[int, str] = {}
+        self.path: dict[int, str] = {}
+        digest = hashlib.sha256()
+        for path, part, leaf in self.parts:
+            self.path[id(part)] = path
+            if not leaf:
+                continue
+            try:
+                payload = part.get_payload(decode=True)
+            except Exception as e:  # noqa: BLE001
+                warnings.append(f"part {path or 'body'} undecodable: {type(e).__name__}")
+                payload = None
+            data = payload if isinstance(payload, bytes) else None
+            self.payload[id(part)] = data
+            cte = str(part.get("Content-Transfer-Encoding", "") or "").strip().lower()
+            if cte not in _KNOWN_CTE:
+                warnings.append(f"unknown transfer encoding {cte[:30]!r}{_where(path)}; kept as is")
+            if part.get_content_maintype() == "text":
+                text = self._decode_text(part, path, data or b"", warnings)
+                self.text[id(part)] = text
+                digest.update(_WS_RE.sub(" ", text).strip().encode("utf-8", "replace"))
+            else:
+                digest.update(hashlib.sha256(data or b"").digest())
+            digest.update(b"\0")
+            name = self.filename(part, path, warnings)
+            if name is not None and "\x00" in name:
+                warnings.append(f"NUL in the file name{_where(path)}")
+        for path, part, _ in self.parts:  # after decoding: base64 problems are defects too
+            for d in part.defects:
+                kind = type(d).__name__
+                if kind not in NOISE_DEFECTS:
+                    warnings.append(f"defect{_where(path)}: {kind}" if path else f"defect: {kind}")
+        self.digest = digest.hexdigest()
+
+    @staticmethod
+    def _decode_text(part: Message, path: str, data: bytes, warnings: list[str]) -> str:
+        charset = part.get_content_charset()
+        if charset and not _charset_ok(charset):
+            warnings.append(f"unknown charset {charset[:40]!r}{_where(path)}; decoded best effort")
+            return _decode_bytes(data, None)
+        try:
+            return data.decode(charset or "us-ascii")
+        except UnicodeError:
+            if charset:
+                warnings.append(
+                    f"text{_where(path)} is not valid {charset[:40]}; decoded best effort"
+                )
+            return _decode_bytes(data, None)
+
+    @staticmethod
+    def filename(part: Message, path: str, warnings: list[str]) -> str | None:
+        for name, value in part.raw_items():
+            if name.lower() in ("content-disposition", "content-type") and "=?" in str(value):
+                _check_encoded_words(f"the file name{_where(path)}", str(value), warnings)
+        try:
+            return part.get_filename()
+        except Exception as e:  # noqa: BLE001
+            warnings.append(f"file name{_where(path)} unreadable: {type(e).__name__}")
+            return None
+
+
+def _bodies(
+    msg: EmailMessage, tree: _Tree, warnings: list[str]
+) -> tuple[str | None, str | None, set[int]]:
     text = html = None
+    used: set[int] = set()
     try:
         plain = msg.get_body(preferencelist=("plain",))
         if plain is not None:
-            text = _text_of(plain, warnings)
+            used.add(id(plain))
+            text = tree.text.get(id(plain))
         rich = msg.get_body(preferencelist=("html",))
         if rich is not None:
-            raw_html = _text_of(rich, warnings)
+            used.add(id(rich))
+            raw_html = tree.text.get(id(rich))
             if raw_html is not None:
                 html = sanitize_html(raw_html)
                 if text is None:
@@ -341,53 +669,115 @@ def _bodies(msg: EmailMessage, warnings: list[str]) -> tuple[str | None, str | N
                     text = h.handle(html)
     except Exception as e:  # noqa: BLE001 - S12
         warnings.append(f"body unparseable: {type(e).__name__}: {e}")
-    return text, html
+    return text, html, used
 
 
-def _attachments(msg: EmailMessage, warnings: list[str]) -> list[Attachment]:
+def _content_id(part: Message) -> str | None:
+    value = part.get("Content-ID")
+    if not value:
+        return None
+    cid = str(value).strip().strip("<>").strip()
+    return cid or None
+
+
+def _attachments(
+    msg: EmailMessage, tree: _Tree, body_parts: set[int], warnings: list[str]
+) -> list[Attachment]:
+    """Top-level attachments (``iter_attachments``), then every other non-body leaf: inline
+    images of multipart/related (for ``cid:``) and files nested where mailers put them."""
     out: list[Attachment] = []
-    try:
-        for i, part in enumerate(msg.iter_attachments()):
-            try:
+    seen: set[int] = set(body_parts)
+
+    def add(part: Message) -> None:
+        i = len(out)
+        path = tree.path.get(id(part), "")
+        try:
+            payload: Any = tree.payload.get(id(part))
+            if payload is None:
                 payload = part.get_payload(decode=True)
-                if payload is None:  # message/rfc822 and other containers
-                    payload = part.as_bytes()
-                name = part.get_filename()
-            except Exception as e:  # noqa: BLE001
-                warnings.append(f"attachment {i} unreadable: {type(e).__name__}")
-                continue
-            out.append(Attachment(i, name, part.get_content_type(), bytes(payload)))
+            if payload is None:  # message/rfc822 and other containers
+                payload = part.as_bytes()
+            name = part.get_filename()
+        except Exception as e:  # noqa: BLE001
+            warnings.append(f"attachment {i}{_where(path)} unreadable: {type(e).__name__}")
+            return
+        out.append(Attachment(i, name, part.get_content_type(), bytes(payload), _content_id(part)))
+
+    try:
+        for part in msg.iter_attachments():
+            seen.add(id(part))
+            add(part)
     except Exception as e:  # noqa: BLE001 - S12
         warnings.append(f"attachments unparseable: {type(e).__name__}: {e}")
+    attached = [
+        path
+        for path, p, leaf in tree.parts
+        if path and not leaf and p.get_content_maintype() == "message"
+    ]
+    for path, leaf_part, leaf in tree.parts:
+        if not leaf or id(leaf_part) in seen or not path:
+            continue
+        if any(path.startswith(a + ".") for a in attached):
+            continue  # inside an attached message: that message is the attachment
+        if (
+            leaf_part.get_content_maintype() == "text"
+            and not leaf_part.get_filename()
+            and leaf_part.get_content_disposition() != "attachment"
+        ):
+            continue  # an alternative body, not a file
+        seen.add(id(leaf_part))
+        add(leaf_part)
     return out
 
 
-def parse_message(raw: bytes, headers: HeaderInfo | None = None) -> ParsedMessage:
+def parse_message(
+    raw: bytes, headers: HeaderInfo | None = None, internaldate: datetime | None = None
+) -> ParsedMessage:
     """A stored message: headers, text, sanitized HTML, attachments. Never raises.
 
     HEADERS, when the caller already parsed this message's header block (the sync did, to
-    decide), is reused instead of parsed again."""
+    decide), is reused instead of parsed again; INTERNALDATE is the Date fallback (S13)."""
     raw = raw or b""
-    headers = headers if headers is not None else parse_headers_fast(split_header(raw))
-    warnings = list(headers.warnings)
-    parsed = ParsedMessage(
-        key=message_key(headers.message_id_header, raw) or "sha256:" + content_hash(raw),
-        headers=headers,
-        raw_sha256=content_hash(raw),
-        raw_size=len(raw),
+    headers = (
+        headers if headers is not None else parse_headers_fast(split_header(raw), internaldate)
     )
+    warnings = list(headers.warnings)
+    parsed = ParsedMessage(key="", headers=headers, raw_sha256=content_hash(raw), raw_size=len(raw))
     if not headers.message_id:
-        warnings.append("no Message-ID; stored under its content hash")
+        warnings.append(
+            "garbage Message-ID; stored under its content hash"
+            if headers.message_id_header and headers.message_id_header.strip()
+            else "no Message-ID; stored under its content hash"
+        )
+    body_digest = "raw:" + parsed.raw_sha256
+    boundaries = raw.count(b"boundary=") + raw.count(b"BOUNDARY=") + raw.count(b"Boundary=")
+    if boundaries > MAX_BOUNDARIES:  # the stdlib parser is quadratic in nesting: not this one
+        warnings.append(
+            f"{boundaries} multipart boundaries (more than {MAX_BOUNDARIES}); MIME not parsed,"
+            " kept in the raw bytes"
+        )
+        parsed.content_fp = content_fingerprint(headers, body_digest)
+        parsed.key = headers.message_id or "sha256:" + parsed.content_fp
+        parsed.warnings = _capped(warnings)
+        return parsed
     try:
         msg = _FULL_PARSER.parsebytes(raw)
+        assert isinstance(msg, EmailMessage)
+        tree = _Tree(msg, warnings)
+        body_digest = tree.digest
+        parsed.body_text, parsed.body_html, used = _bodies(msg, tree, warnings)
+        parsed.attachments = _attachments(msg, tree, used, warnings)
     except Exception as e:  # noqa: BLE001 - S12: raw bytes are kept, re-parse later
         warnings.append(f"message unparseable: {type(e).__name__}: {e}")
-        parsed.warnings = warnings
-        return parsed
-    assert isinstance(msg, EmailMessage)
-    for d in msg.defects:
-        warnings.append(f"defect: {type(d).__name__}")
-    parsed.body_text, parsed.body_html = _bodies(msg, warnings)
-    parsed.attachments = _attachments(msg, warnings)
-    parsed.warnings = list(dict.fromkeys(warnings))
+    parsed.content_fp = content_fingerprint(headers, body_digest)
+    parsed.key = headers.message_id or "sha256:" + parsed.content_fp
+    parsed.warnings = _capped(warnings)
     return parsed
+
+
+def _capped(warnings: list[str]) -> list[str]:
+    """Distinct warnings, at most MAX_WARNINGS (a hostile message can produce thousands)."""
+    out = list(dict.fromkeys(warnings))
+    if len(out) > MAX_WARNINGS:
+        out = [*out[:MAX_WARNINGS], f"... and {len(out) - MAX_WARNINGS} more warnings"]
+    return out

@@ -52,7 +52,7 @@ from mailops.store.messages import (
     PlaceRow,
     add_activities,
     add_places,
-    existing_ids,
+    resolve_identities,
     save_messages,
 )
 from mailops.store.notifications import notify_new_inbound
@@ -328,9 +328,9 @@ def _examine(ctx: _Ctx, client: Client, folder: FolderInfo, uids: Sequence[int])
         data = fetched.get(uid)
         if data is None:  # expunged between SEARCH and FETCH
             continue
-        headers = parse_headers_fast(imap.header_block(data))
-        flags = data.get(b"FLAGS") or ()
         internaldate = _utc(data.get(b"INTERNALDATE"))
+        headers = parse_headers_fast(imap.header_block(data), internaldate)  # S13 dates
+        flags = data.get(b"FLAGS") or ()
         size = int(data.get(b"RFC822.SIZE") or 0)
         d = decide(
             headers,
@@ -360,9 +360,7 @@ def _units(
     """Cut a batch where the bodies to fetch would pass ``BODY_BUDGET_BYTES``: each unit is
     committed with the checkpoint of its last UID, so memory never holds more than one
     budget of bodies (plus one message larger than it)."""
-    wanted = [e for e in examined if e.decision.stored]
-    with ctx.gate:
-        known = existing_ids(ctx.store, [e.message_id for e in wanted if e.message_id])
+    known: set[str] = set()  # S13: a stored Message-ID may be another message: every body
     units: list[list[Examined]] = [[]]
     budget = 0
     for e in examined:
@@ -397,6 +395,8 @@ def _fetch_bodies(ctx: _Ctx, client: Client, unit: Unit) -> None:
         raw = bytes(raw)
         unit.parsed[e.uid] = (parse_message(raw, header_of.get(e.uid)), raw)
     del bodies
+    with ctx.gate:  # S13: new, linked to the stored copy, or another message with that id
+        resolve_identities(ctx.store, [p for p, _ in unit.parsed.values()])
 
 
 def _rows(
@@ -437,6 +437,7 @@ def _rows(
                 d.msg_date,
                 e.headers.from_addr,
                 (e.headers.subject or "")[:300] or None,
+                identity=unit.parsed[e.uid][0].identity if e.uid in unit.parsed else None,
             )
         )
     return places, acts, ledger

@@ -221,8 +221,12 @@ class Store:
             try:
                 with self.transaction():
                     self.conn.execute(m.sql)
+                    if m.run is not None:
+                        m.run(self)
                     self.conn.execute("INSERT INTO schema_migrations (name) VALUES (?)", [m.name])
-            except duckdb.Error as e:
+            except StoreError:
+                raise
+            except Exception as e:  # noqa: BLE001 - SQL or the Python step: nothing applied
                 raise StoreError(f"migration {m.name} failed: {e}") from None
             names.append(m.name)
         return names

@@ -8,21 +8,35 @@ The send engine records an outbound email at send time with ONE call::
 
     record_message(store, raw, direction="outbound", mailbox=mb, customers=["c-1"], deal_id="d-7")
 
-It uses the same Message-ID normalisation as the sync, so when the sync later sees the copy
-in the Sent folder it only adds a place (and no second activity).
+It uses the same Message-ID normalisation and identity as the sync, so when the sync later
+sees the copy in the Sent folder it only adds a place (and no second activity).
+
+Identity (S13, ``resolve_identities``): a message's id is its normalised Message-ID; a
+second message with the same Message-ID but another content fingerprint (From, Date,
+Subject, decoded body: ``parse.content_fingerprint``) is stored as another message under
+``<message-id>#<first 16 hex of its fingerprint>``; without a usable Message-ID the id is
+``sha256:<fingerprint>``. The same content seen again (another folder, mailbox, a Bcc or
+Received header more) is "linked": one row, one more place (S8).
 """
 
 from __future__ import annotations
 
+import base64
+import logging
+import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from mailops.parse import ParsedMessage, parse_message
+from mailops.filenames import safe_basename, unique_path
+from mailops.parse import ParsedMessage, parse_message, usable_message_id
+from mailops.safe_html import sanitize_html
 from mailops.store import Store
 
 __all__ = [
@@ -31,14 +45,21 @@ __all__ = [
     "add_activities",
     "add_notifications",
     "add_places",
+    "attachment_content",
     "customer_activities",
     "existing_ids",
     "get_message",
+    "message_html",
     "message_places",
     "record_message",
+    "rekey_identities",
+    "resolve_identities",
     "save_messages",
     "unlink_activity",
+    "write_attachment",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ATTACHMENT_MAX = 10 * 1024 * 1024
 
@@ -114,12 +135,13 @@ def save_messages(
     Idempotent on the message id; attachments larger than ``attachment_max_bytes`` are
     recorded with ``skipped_reason='too_large'`` and no content (S10).
     """
-    unique: dict[str, tuple[ParsedMessage, bytes]] = {}
-    for parsed, raw in batch:
-        unique.setdefault(parsed.key, (parsed, raw))
-    if not unique:
+    if not batch:
         return set()
     with store.transaction():
+        resolve_identities(store, [p for p, _ in batch])
+        unique: dict[str, tuple[ParsedMessage, bytes]] = {}
+        for parsed, raw in batch:
+            unique.setdefault(parsed.key, (parsed, raw))
         new = set(unique) - existing_ids(store, unique)
         if not new:
             return set()
@@ -146,6 +168,8 @@ def save_messages(
                 "parse_warnings": pa.array([p.warnings for p, _ in items], _LIST),
                 "has_attachments": pa.array([bool(p.attachments) for p, _ in items], pa.bool_()),
                 "first_seen_at": pa.array([now] * len(items), _TS),
+                "message_id": pa.array([p.headers.message_id for p, _ in items], pa.string()),
+                "content_fp": pa.array([p.content_fp or None for p, _ in items], pa.string()),
             }
         )
         _insert(store, "messages", msgs)
@@ -162,20 +186,19 @@ def save_messages(
                 }
             ),
         )
-        att_rows: list[tuple[str, int, str | None, str, int, str | None, str | None]] = []
+        att_rows: list[
+            tuple[str, int, str | None, str, int, str | None, str | None, str | None]
+        ] = []
         blobs: dict[str, bytes] = {}
         for p, _ in items:
             for a in p.attachments:
+                row = (p.key, a.part_index, a.filename, a.content_type, a.size)
                 if a.size > attachment_max_bytes:
-                    att_rows.append(
-                        (p.key, a.part_index, a.filename, a.content_type, a.size, None, "too_large")
-                    )
+                    att_rows.append((*row, None, "too_large", a.content_id))
                     continue
                 digest = a.sha256
                 blobs.setdefault(digest, a.content)
-                att_rows.append(
-                    (p.key, a.part_index, a.filename, a.content_type, a.size, digest, None)
-                )
+                att_rows.append((*row, digest, None, a.content_id))
         if att_rows:
             cols = list(zip(*att_rows, strict=True))
             _insert(
@@ -190,6 +213,7 @@ def save_messages(
                         "size": pa.array(cols[4], pa.int64()),
                         "sha256": pa.array(cols[5], pa.string()),
                         "skipped_reason": pa.array(cols[6], pa.string()),
+                        "content_id": pa.array(cols[7], pa.string()),
                     }
                 ),
             )
@@ -304,22 +328,23 @@ def record_message(
     """
     parsed = parse_message(raw)
     when = occurred_at or parsed.headers.date or _now()
-    acts = []
-    for c in customers:
-        cid, kind, deal = (c, match_kind, deal_id) if isinstance(c, str) else c
-        acts.append(
-            ActivityRow(
-                parsed.key,
-                cid,
-                getattr(mailbox, "id", None),
-                getattr(mailbox, "owner_user_id", None),
-                direction,
-                when,
-                kind or match_kind,
-                deal if deal is not None else deal_id,
-            )
-        )
     with store.transaction():
+        resolve_identities(store, [parsed])  # S13: the key the activities point to
+        acts = []
+        for c in customers:
+            cid, kind, deal = (c, match_kind, deal_id) if isinstance(c, str) else c
+            acts.append(
+                ActivityRow(
+                    parsed.key,
+                    cid,
+                    getattr(mailbox, "id", None),
+                    getattr(mailbox, "owner_user_id", None),
+                    direction,
+                    when,
+                    kind or match_kind,
+                    deal if deal is not None else deal_id,
+                )
+            )
         save_messages(store, [(parsed, raw)], attachment_max_bytes=attachment_max_bytes)
         if folder is not None and uidvalidity is not None and uid is not None:
             add_places(store, [PlaceRow(parsed.key, mailbox.id, folder, uidvalidity, uid)])
@@ -381,3 +406,206 @@ def raw_bytes(store: Store, message_id: str) -> bytes | None:
         [message_id],
     )
     return bytes(row[0][0]) if row else None
+
+
+# -- identity (S13) ---------------------------------------------------------------------
+def _stored_fingerprint(store: Store, message_id: str) -> str:
+    """The fingerprint of a message stored before 0020 (computed once, then kept)."""
+    raw = raw_bytes(store, message_id)
+    fp = parse_message(raw).content_fp if raw is not None else ""
+    store.execute("UPDATE messages SET content_fp = ? WHERE id = ?", [fp, message_id])
+    return fp
+
+
+def resolve_identities(store: Store, parsed: Sequence[ParsedMessage]) -> None:
+    """Give each parsed message its store id and ``identity`` (S13, module doc): ``linked``
+    (that content is stored already), ``new``, or ``variant`` (its Message-ID is taken by
+    another content). Messages already resolved are left alone; within PARSED, a repeat of
+    the same content links to the first."""
+    todo = [p for p in parsed if p.identity is None]
+    if not todo:
+        return
+    mids = list(dict.fromkeys(p.headers.message_id for p in todo if p.headers.message_id))
+    variants: dict[str, list[tuple[str, str]]] = {}
+    if mids:
+        t = pa.table({"mid": pa.array(mids, pa.string())})
+        store.conn.register("_identity_mids", t)
+        try:
+            rows = store.rows(
+                "SELECT m.id, m.message_id, m.content_fp FROM messages m"
+                " JOIN _identity_mids w ON m.message_id = w.mid ORDER BY m.first_seen_at, m.id"
+            )
+        finally:
+            store.conn.unregister("_identity_mids")
+        for key, mid, fp in rows:
+            variants.setdefault(mid, []).append(
+                (key, fp if fp is not None else _stored_fingerprint(store, key))
+            )
+    hashed = existing_ids(
+        store, ["sha256:" + p.content_fp for p in todo if not p.headers.message_id]
+    )
+    for p in todo:
+        mid = p.headers.message_id
+        if not mid:
+            p.key = "sha256:" + p.content_fp
+            p.identity = "linked" if p.key in hashed else "new"
+            hashed.add(p.key)
+            continue
+        seen = variants.setdefault(mid, [])
+        hit = next((key for key, fp in seen if fp == p.content_fp), None)
+        if hit is not None:
+            p.key, p.identity = hit, "linked"
+            continue
+        p.key, p.identity = (mid, "new") if not seen else (f"{mid}#{p.content_fp[:16]}", "variant")
+        seen.append((p.key, p.content_fp))
+
+
+_REFERENCING = [  # (table, column) holding a messages.id
+    ("message_places", "message_id"),
+    ("activities", "message_id"),
+    ("attachments", "message_id"),
+    ("notifications", "message_id"),
+    ("audit_ledger", "message_id"),
+    ("drafts", "reply_to_message_id"),
+]
+
+
+def rekey_identities(store: Store) -> dict[str, int]:
+    """Migration 0020: fill ``message_id``; re-key messages stored under a raw-bytes hash or
+    a garbage Message-ID to ``sha256:<content fingerprint>`` (and every row that points to
+    them); re-sanitize stored HTML that may still load remote images. Nothing is deleted:
+    when the new id is taken already, the message keeps its old id."""
+    rows = store.rows("SELECT id, message_id_header FROM messages")
+    taken = {r[0] for r in rows}
+    mapping: dict[str, str] = {}
+    fingerprints: dict[str, str] = {}
+    plain: list[str] = []
+    for key, header in rows:
+        mid = usable_message_id(header)
+        if mid is not None and mid == key:
+            plain.append(key)
+            continue
+        raw = raw_bytes(store, key)
+        if raw is None:
+            continue
+        parsed = parse_message(raw)
+        fingerprints[key] = parsed.content_fp
+        new = mid if mid is not None else "sha256:" + parsed.content_fp
+        if new != key and new not in taken:
+            mapping[key] = new
+            taken.add(new)
+    if plain:
+        t = pa.table({"id": pa.array(plain, pa.string())})
+        store.conn.register("_rekey_plain", t)
+        try:
+            store.execute(
+                "UPDATE messages SET message_id = id WHERE id IN (SELECT id FROM _rekey_plain)"
+            )
+        finally:
+            store.conn.unregister("_rekey_plain")
+    if fingerprints:
+        t = pa.table(
+            {
+                "old": pa.array(list(fingerprints), pa.string()),
+                "new": pa.array([mapping.get(k, k) for k in fingerprints], pa.string()),
+                "fp": pa.array(list(fingerprints.values()), pa.string()),
+            }
+        )
+        store.conn.register("_rekey_map", t)
+        try:
+            for table, column in _REFERENCING:
+                if store.scalar(
+                    "SELECT count(*) FROM information_schema.columns"
+                    " WHERE table_name = ? AND column_name = ?",
+                    [table, column],
+                ):
+                    store.execute(
+                        f"UPDATE {table} SET {column} = m.new FROM _rekey_map m"
+                        f" WHERE {table}.{column} = m.old AND m.new <> m.old"
+                    )
+            store.execute(
+                "UPDATE messages SET id = m.new, content_fp = m.fp,"
+                " message_id = CASE WHEN m.new LIKE 'sha256:%' THEN NULL ELSE m.new END"
+                " FROM _rekey_map m WHERE messages.id = m.old"
+            )
+        finally:
+            store.conn.unregister("_rekey_map")
+    html = store.rows(
+        "SELECT id, body_html FROM messages WHERE body_html LIKE '%<img%'"
+        " OR body_html ILIKE '%url(%'"
+    )
+    for key, body in html:
+        clean = sanitize_html(body)
+        if clean != body:
+            store.execute("UPDATE messages SET body_html = ? WHERE id = ?", [clean, key])
+    if mapping:
+        log.info("0020_identity: %d message(s) re-keyed by content", len(mapping))
+    return {"rekeyed": len(mapping), "fingerprinted": len(fingerprints), "html": len(html)}
+
+
+# -- showing and saving -------------------------------------------------------------------
+_INLINE_TYPES = {"image/png", "image/gif", "image/jpeg", "image/webp", "image/bmp"}
+_CID_SRC_RE = re.compile(r'src="cid:([^"]*)"', re.I)
+INLINE_IMAGE_MAX = 5 * 1024 * 1024
+
+
+def attachment_content(store: Store, sha256: str) -> bytes | None:
+    """The bytes of a stored attachment (content-addressed, S10); the one reader of blobs."""
+    row = store.rows("SELECT content FROM attachment_blobs WHERE sha256 = ?", [sha256])
+    return bytes(row[0][0]) if row else None
+
+
+def message_html(store: Store, message_id: str) -> str | None:
+    """A stored message's HTML ready to show (A1): sanitized again (HTML stored by older
+    versions may hold remote images), ``cid:`` images as ``data:`` URIs of its stored
+    attachments (raster types up to ``INLINE_IMAGE_MAX``); nothing loads from outside."""
+    row = store.rows("SELECT body_html FROM messages WHERE id = ?", [message_id])
+    if not row or row[0][0] is None:
+        return None
+    html = sanitize_html(str(row[0][0]))
+    if "cid:" not in html:
+        return html
+    parts = store.rows(
+        "SELECT lower(content_id), content_type, sha256, size FROM attachments"
+        " WHERE message_id = ? AND content_id IS NOT NULL AND sha256 IS NOT NULL",
+        [message_id],
+    )
+    by_cid = {cid: (ctype, sha, size) for cid, ctype, sha, size in parts}
+
+    def inline(m: re.Match[str]) -> str:
+        from urllib.parse import unquote
+
+        found = by_cid.get(unquote(m.group(1)).strip().lower())
+        if found is None or found[0] not in _INLINE_TYPES or (found[2] or 0) > INLINE_IMAGE_MAX:
+            return m.group(0)  # cid: that resolves to nothing loads nothing
+        content = attachment_content(store, found[1])
+        if content is None:
+            return m.group(0)
+        return f'src="data:{found[0]};base64,{base64.b64encode(content).decode()}"'
+
+    return _CID_SRC_RE.sub(inline, html)
+
+
+def write_attachment(
+    store: Store, message_id: str, part_index: int, directory: str | os.PathLike[str]
+) -> Path:
+    """Write one stored attachment into DIRECTORY under a safe, unused file name (A1):
+    the sender's name through ``filenames.safe_basename``, never a path; owner-only mode."""
+    row = store.rows(
+        "SELECT filename, sha256, skipped_reason FROM attachments"
+        " WHERE message_id = ? AND part_index = ?",
+        [message_id, part_index],
+    )
+    if not row:
+        raise FileNotFoundError(f"message {message_id!r} has no attachment {part_index}")
+    filename, sha, skipped = row[0]
+    content = attachment_content(store, sha) if sha else None
+    if content is None:
+        raise FileNotFoundError(
+            f"attachment {part_index} of {message_id!r} was not stored ({skipped or 'missing'})"
+        )
+    path = unique_path(directory, safe_basename(filename, fallback=f"attachment-{part_index}"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(content)
+    return path

@@ -6,13 +6,24 @@ lower-cased; ids coming from the CRM are ``VARCHAR``; ids made here come from se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Migration:
+    """SQL, then optionally RUN(store) in the same transaction (data that needs Python)."""
+
     name: str
     sql: str
+    run: Callable[[Any], None] | None = None
+
+
+def _rekey_identities(store: Any) -> None:
+    from mailops.store.messages import rekey_identities
+
+    rekey_identities(store)
 
 
 MIGRATIONS: list[Migration] = [
@@ -423,5 +434,18 @@ MIGRATIONS: list[Migration] = [
             last_message VARCHAR
         );
         """,
+    ),
+    Migration(
+        "0020_identity",
+        """
+        -- S13: one Message-ID, another content = another message. messages.id stays the
+        -- normalised Message-ID for the first content seen, 'mid#<fp16>' for another one,
+        -- 'sha256:<content_fp>' without a usable Message-ID (the Python step re-keys those).
+        ALTER TABLE messages ADD COLUMN message_id VARCHAR;  -- usable normalised Message-ID
+        ALTER TABLE messages ADD COLUMN content_fp VARCHAR;  -- identity fingerprint (NULL: not yet computed)
+        ALTER TABLE attachments ADD COLUMN content_id VARCHAR; -- for cid: images (A1)
+        ALTER TABLE audit_ledger ADD COLUMN identity VARCHAR;  -- new | linked | variant (stored rows)
+        """,
+        run=_rekey_identities,
     ),
 ]

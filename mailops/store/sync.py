@@ -275,6 +275,7 @@ class LedgerRow:
     msg_date: datetime | None
     from_addr: str | None
     subject: str | None
+    identity: str | None = None  # S13, stored rows: new | linked | variant (same id, other content)
 
 
 def add_ledger(store: Store, rows: Sequence[LedgerRow]) -> int:
@@ -295,6 +296,7 @@ def add_ledger(store: Store, rows: Sequence[LedgerRow]) -> int:
             "msg_date": pa.array([r.msg_date for r in rows], pa.timestamp("us")),
             "from_addr": pa.array([r.from_addr for r in rows], pa.string()),
             "subject": pa.array([r.subject for r in rows], pa.string()),
+            "identity": pa.array([r.identity for r in rows], pa.string()),
             "examined_at": pa.array([now] * len(rows), pa.timestamp("us")),
         }
     )
@@ -337,7 +339,7 @@ def audit(
     return store.query(
         "SELECT l.run_id, l.examined_at, l.mailbox_id, mb.address AS mailbox, l.folder,"
         " l.uidvalidity, l.uid, l.message_id, l.decision, l.reason, l.customers, l.msg_date,"
-        " l.from_addr, l.subject FROM audit_ledger l LEFT JOIN mailboxes mb ON mb.id = l.mailbox_id"
+        " l.from_addr, l.subject, l.identity FROM audit_ledger l LEFT JOIN mailboxes mb ON mb.id = l.mailbox_id"
         f" WHERE {where} ORDER BY l.run_id, l.folder, l.uid",
         params,
     )

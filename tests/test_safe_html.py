@@ -1,0 +1,106 @@
+"""A1/S12: HTML from mail makes no remote load; attachment names never become paths."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mailops.filenames import safe_basename, unique_path
+from mailops.safe_html import sanitize_html
+
+HOSTILE = {
+    "img-src": ('<img src="https://img.example/a.png">', "img.example"),
+    "tracking-pixel": ('<img src="http://px.example/o.gif" width="1" height="1">', "px.example"),
+    "protocol-relative": ('<img src="//rel.example/x.png">', "rel.example"),
+    "srcset": ('<img srcset="https://set.example/a.png 2x">', "set.example"),
+    "css-url": ('<div style="background:url(https://css.example/b.png)">x</div>', "css.example"),
+    "style-block": ("<style>body{background:url('//blk.example/c')}</style>x", "blk.example"),
+    "import": ('<style>@import "https://imp.example/s.css";</style>x', "imp.example"),
+    "link": ('<link rel="stylesheet" href="https://lnk.example/s.css">x', "lnk.example"),
+    "background-attr": ('<table background="http://bg.example/t.png"><tr><td>x</td></tr></table>', "bg.example"),
+    "video-poster": ('<video poster="https://vid.example/p.jpg"></video>x', "vid.example"),
+    "iframe": ('<iframe src="https://frm.example/"></iframe>x', "frm.example"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("html,host", list(HOSTILE.values()), ids=[f"A1-{k}" for k in HOSTILE])
+def test_A1_remote_content_becomes_a_placeholder_naming_the_host(html, host):
+    out = sanitize_html(html)
+    assert host in out  # named in a placeholder or the notice
+    for loader in ("src=", "srcset", "url(", "href=", "background=", "poster=", "@import"):
+        if loader in out:
+            assert f"{host}/" not in out.split(loader, 1)[1][:80], out
+    assert "mailops-blocked" in out
+    assert sanitize_html(out) == out  # stable: shown HTML is sanitized again
+
+
+@pytest.mark.parametrize(
+    "html,gone",
+    [
+        ("<script>alert(1)</script><p>x</p>", "alert"),
+        ('<p onclick="steal()">x</p>', "steal"),
+        ('<a href="javascript:steal()">x</a>', "javascript"),
+        ('<a href="data:text/html,<script>x</script>">x</a>', "data:"),
+        ('<img src="x" onerror="steal()">', "steal"),
+        ('<svg><script>steal()</script></svg>', "steal"),
+        ('<p style="color:red;behavior:url(x.htc)">x</p>', "behavior"),
+    ],
+    ids=["A1-script", "A1-handler", "A1-javascript-url", "A1-data-link", "A1-onerror", "A1-svg-script", "A1-css-behavior"],
+)  # fmt: skip
+def test_A1_scripts_and_handlers_removed(html, gone):
+    assert gone not in sanitize_html(html)
+
+
+def test_A1_links_and_inline_images_stay():
+    out = sanitize_html(
+        '<p style="color:blue">Hi <a href="https://crm.example/x">offer</a>'
+        '<img src="cid:plan@x" alt="plan"><img src="data:image/png;base64,iVBORw0KGgo="></p>'
+    )
+    assert 'href="https://crm.example/x"' in out and 'style="color:blue"' in out
+    assert 'src="cid:plan@x"' in out and 'src="data:image/png;base64,' in out
+    assert "mailops-blocked" not in out
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("../../.bashrc", "bashrc"),
+        ("..\\..\\Windows\\system32\\evil.dll", "evil.dll"),
+        ("/etc/passwd", "passwd"),
+        ("invoice\u202efdp.exe", "invoice fdp.exe"),
+        ("CON", "_CON"),
+        ("a\x00b.pdf", "a b.pdf"),
+        ("", "attachment"),
+        (None, "attachment"),
+        ("...", "attachment"),
+        ('re:port?<1>|*".pdf', "re_port__1____.pdf"),
+        ("Grundriss Wohnung 3.pdf", "Grundriss Wohnung 3.pdf"),
+    ],
+    ids=[
+        "A1-traversal",
+        "A1-windows-traversal",
+        "A1-absolute",
+        "A1-bidi-override",
+        "A1-device-name",
+        "A1-nul",
+        "A1-empty",
+        "A1-none",
+        "A1-dots",
+        "A1-reserved-chars",
+        "A1-plain",
+    ],
+)
+def test_A1_safe_basename(name, expected):
+    assert safe_basename(name) == expected
+
+
+def test_A1_long_name_keeps_its_extension_and_unique_path_never_overwrites(tmp_path):
+    long = safe_basename("x" * 400 + ".pdf")
+    assert len(long) <= 150 and long.endswith(".pdf")
+    first = unique_path(tmp_path, "../offer.pdf")
+    first.write_bytes(b"1")
+    second = unique_path(tmp_path, "offer.pdf")
+    assert first.parent == tmp_path == second.parent
+    assert (first.name, second.name) == ("offer.pdf", "offer (2).pdf")
+    assert os.listdir(tmp_path) == ["offer.pdf"]
