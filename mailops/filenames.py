@@ -3,7 +3,7 @@
 A name in a MIME header is written by whoever sent the mail: ``../../.bashrc``,
 ``C:\\x\\evil.exe``, ``con``, a NUL byte, 500 characters, nothing at all. ``safe_basename``
 keeps the last path component only, drops control and shell-hostile characters, leading
-dots and trailing dots/spaces, avoids reserved device names, and caps the length in UTF-8
+dots and trailing dots/spaces, bidi and zero-width format characters, avoids reserved device names, and caps the length in UTF-8
 bytes while keeping the extension. ``unique_path`` never overwrites an existing file.
 """
 
@@ -44,6 +44,8 @@ def safe_basename(name: str | None, fallback: str = "attachment") -> str:
     """A file name safe to create in a directory of our choosing; FALLBACK when nothing
     usable is left."""
     text = unicodedata.normalize("NFC", str(name or ""))
+    # bidi overrides and zero-width characters ("invoice\u202efdp.exe" shows as "…exe.pdf")
+    text = "".join("_" if unicodedata.category(c) == "Cf" else c for c in text)
     text = re.split(r"[/\\]", text)[-1]  # the last component of any path, POSIX or Windows
     text = _BAD.sub("_", text)
     text = text.strip().lstrip(".").rstrip(". ")

@@ -23,14 +23,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import nh3
 import pandas as pd
 
 from mailops.config import Settings
 from mailops.errors import MailopsError, PermissionDenied
 from mailops.permissions import Viewer, scope_for
+from mailops.safe_html import sanitize_html
 from mailops.store import Store
 from mailops.store import timeline as tl
+from mailops.store.messages import html_for_display
 
 __all__ = [
     "Freshness",
@@ -221,23 +222,12 @@ class _nogate:
 
 
 # -- one message -----------------------------------------------------------------------
-_LOADERS = {"src", "srcset", "background", "poster", "lowsrc", "dynsrc", "data"}
-
-
-def _filter(tag: str, attr: str, value: str) -> str | None:
-    if attr in _LOADERS:
-        v = value.strip().lower()
-        return value if v.startswith(("cid:", "data:image/")) and attr != "srcset" else None
-    if attr == "style" and "url(" in value.lower():
-        return None
-    return value
-
-
 def block_remote_content(html: str) -> str:
     """Sanitized HTML with nothing that loads by itself from elsewhere (tracking pixels,
-    remote images): any image/media source that is not ``cid:`` or inline data is removed.
-    Links stay (a click is the user's choice) and get ``rel="noopener noreferrer"``."""
-    return nh3.clean(html, attribute_filter=_filter, link_rel="noopener noreferrer")
+    remote images, CSS ``url()``, ``<link>``, backgrounds): each becomes a placeholder
+    naming the host (``mailops.safe_html``, the one sanitizer for mail). Links stay (a
+    click is the user's choice) and get ``rel="noopener noreferrer"``."""
+    return sanitize_html(html)
 
 
 @dataclass
@@ -308,7 +298,7 @@ def open_message(store: Store, who: Viewer | str | None, ref: str) -> MessageVie
     if viewer.reads_bodies:
         raw_html = row.get("body_html")
         if isinstance(raw_html, str) and raw_html.strip():
-            html = block_remote_content(raw_html)
+            html = html_for_display(store, key, raw_html)  # cid: images resolved
         body = row.get("body_text")
         if isinstance(body, str) and body.strip():
             text = body

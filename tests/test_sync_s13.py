@@ -11,15 +11,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sync_support import add_customer, append, days_ago, make_msg, utcnow
 
+from mailops.filenames import write_new_file
 from mailops.store import Store
 from mailops.store.messages import (
     customer_activities,
-    message_html,
+    html_for_display,
     message_places,
     raw_bytes,
-    write_attachment,
 )
 from mailops.store.migrations import MIGRATIONS
+from mailops.store.timeline import attachment_content
 from mailops.sync import sync_mailbox
 
 pytestmark = pytest.mark.server
@@ -191,20 +192,22 @@ def test_A1_shown_html_loads_nothing_remote_and_attachments_save_under_safe_name
     append(mailserver, mb.address, pw, [raw])
     assert sync_mailbox(store, settings, mb).stored == 1
     stored = store.scalar("SELECT body_html FROM messages")
-    shown = message_html(store, "plan-1@cust.test")
+    shown = html_for_display(store, "plan-1@cust.test", stored)
     for html in (stored, shown):
         assert "https://" not in html
         assert "tracker.example" in html and "cdn.example" in html  # placeholders name hosts
+    assert "[tracking image blocked: tracker.example]" in shown
     assert 'src="data:image/png;base64,iVBORw0KGgo="' in shown  # cid: resolved
     parts = store.rows("SELECT part_index, filename FROM attachments ORDER BY part_index")
-    pdf = next(i for i, name in parts if name and name.endswith(".pdf"))
+    pdf, name = next((i, n) for i, n in parts if n and n.endswith(".pdf"))
+    assert name == "../../../etc/cron.d/offer.pdf"  # the name stays data
     out = tmp_path / "downloads"
-    out.mkdir()
-    first = write_attachment(store, "plan-1@cust.test", pdf, out)
-    second = write_attachment(store, "plan-1@cust.test", pdf, out)
-    assert (first.parent, first.name, second.name) == (out, "offer.pdf", "offer (2).pdf")
+    content = attachment_content(store, "plan-1@cust.test", pdf)
+    first = write_new_file(out, name, content)
+    second = write_new_file(out, name, content)
+    assert (first.parent, first.name, second.name) == (out, "offer.pdf", "offer (1).pdf")
     assert first.read_bytes() == b"PDF" and (first.stat().st_mode & 0o777) == 0o600
-    assert sorted(os.listdir(out)) == ["offer (2).pdf", "offer.pdf"]
+    assert sorted(os.listdir(out)) == ["offer (1).pdf", "offer.pdf"]
 
 
 def test_S13_migration_rekeys_an_existing_store_without_losing_a_row(

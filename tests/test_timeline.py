@@ -127,7 +127,8 @@ def test_A1_message_show_sanitized_html_with_remote_content_blocked(team, capsys
     mid = team.store.scalar("SELECT id FROM messages WHERE subject = 'Rich'")
     code, out, _ = run(capsys, "message", "show", mid, "--as", "u-anna", "--html")
     assert code == 0
-    assert "tracker.example" not in out and "<script" not in out and "alert(1)" not in out
+    assert "https://tracker.example" not in out and "<script" not in out and "alert(1)" not in out
+    assert "[tracking image blocked: tracker.example]" in out  # A1: a placeholder names the host
     assert "https://harbour.example/plan" in out  # a link is the user's choice
     code, out, _ = run(capsys, "message", "show", mid, "--as", "u-anna")
     assert "Subject: Rich" in out and f"From: {c1}" in out and "Hello Anna" in out

@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow as pa
 
-from mailops.filenames import safe_basename, unique_path
 from mailops.parse import ParsedMessage, parse_message, usable_message_id
 from mailops.safe_html import sanitize_html
 from mailops.store import Store
@@ -45,18 +43,16 @@ __all__ = [
     "add_activities",
     "add_notifications",
     "add_places",
-    "attachment_content",
     "customer_activities",
     "existing_ids",
     "get_message",
-    "message_html",
+    "html_for_display",
     "message_places",
     "record_message",
     "rekey_identities",
     "resolve_identities",
     "save_messages",
     "unlink_activity",
-    "write_attachment",
 ]
 
 log = logging.getLogger(__name__)
@@ -543,69 +539,32 @@ def rekey_identities(store: Store) -> dict[str, int]:
     return {"rekeyed": len(mapping), "fingerprinted": len(fingerprints), "html": len(html)}
 
 
-# -- showing and saving -------------------------------------------------------------------
+# -- showing ---------------------------------------------------------------------------
 _INLINE_TYPES = {"image/png", "image/gif", "image/jpeg", "image/webp", "image/bmp"}
 _CID_SRC_RE = re.compile(r'src="cid:([^"]*)"', re.I)
 INLINE_IMAGE_MAX = 5 * 1024 * 1024
 
 
-def attachment_content(store: Store, sha256: str) -> bytes | None:
-    """The bytes of a stored attachment (content-addressed, S10); the one reader of blobs."""
-    row = store.rows("SELECT content FROM attachment_blobs WHERE sha256 = ?", [sha256])
-    return bytes(row[0][0]) if row else None
-
-
-def message_html(store: Store, message_id: str) -> str | None:
+def html_for_display(store: Store, message_id: str, html: str) -> str:
     """A stored message's HTML ready to show (A1): sanitized again (HTML stored by older
-    versions may hold remote images), ``cid:`` images as ``data:`` URIs of its stored
-    attachments (raster types up to ``INLINE_IMAGE_MAX``); nothing loads from outside."""
-    row = store.rows("SELECT body_html FROM messages WHERE id = ?", [message_id])
-    if not row or row[0][0] is None:
-        return None
-    html = sanitize_html(str(row[0][0]))
-    if "cid:" not in html:
-        return html
+    versions may hold remote images), ``cid:`` images as ``data:`` URIs of the message's own
+    stored attachments (raster types up to ``INLINE_IMAGE_MAX``). Nothing loads from outside;
+    a ``cid:`` without its attachment loads nothing."""
+    clean = sanitize_html(html)
+    if "cid:" not in clean:
+        return clean
     parts = store.rows(
-        "SELECT lower(content_id), content_type, sha256, size FROM attachments"
-        " WHERE message_id = ? AND content_id IS NOT NULL AND sha256 IS NOT NULL",
-        [message_id],
+        "SELECT lower(a.content_id), a.content_type, b.content FROM attachments a"
+        " JOIN attachment_blobs b ON b.sha256 = a.sha256"
+        " WHERE a.message_id = ? AND a.content_id IS NOT NULL AND a.size <= ?",
+        [message_id, INLINE_IMAGE_MAX],
     )
-    by_cid = {cid: (ctype, sha, size) for cid, ctype, sha, size in parts}
+    by_cid = {cid: (ctype, bytes(content)) for cid, ctype, content in parts}
 
     def inline(m: re.Match[str]) -> str:
-        from urllib.parse import unquote
-
         found = by_cid.get(unquote(m.group(1)).strip().lower())
-        if found is None or found[0] not in _INLINE_TYPES or (found[2] or 0) > INLINE_IMAGE_MAX:
-            return m.group(0)  # cid: that resolves to nothing loads nothing
-        content = attachment_content(store, found[1])
-        if content is None:
+        if found is None or found[0] not in _INLINE_TYPES:
             return m.group(0)
-        return f'src="data:{found[0]};base64,{base64.b64encode(content).decode()}"'
+        return f'src="data:{found[0]};base64,{base64.b64encode(found[1]).decode()}"'
 
-    return _CID_SRC_RE.sub(inline, html)
-
-
-def write_attachment(
-    store: Store, message_id: str, part_index: int, directory: str | os.PathLike[str]
-) -> Path:
-    """Write one stored attachment into DIRECTORY under a safe, unused file name (A1):
-    the sender's name through ``filenames.safe_basename``, never a path; owner-only mode."""
-    row = store.rows(
-        "SELECT filename, sha256, skipped_reason FROM attachments"
-        " WHERE message_id = ? AND part_index = ?",
-        [message_id, part_index],
-    )
-    if not row:
-        raise FileNotFoundError(f"message {message_id!r} has no attachment {part_index}")
-    filename, sha, skipped = row[0]
-    content = attachment_content(store, sha) if sha else None
-    if content is None:
-        raise FileNotFoundError(
-            f"attachment {part_index} of {message_id!r} was not stored ({skipped or 'missing'})"
-        )
-    path = unique_path(directory, safe_basename(filename, fallback=f"attachment-{part_index}"))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-    return path
+    return _CID_SRC_RE.sub(inline, clean)
