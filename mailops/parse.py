@@ -107,6 +107,8 @@ _GARBAGE_ID_RE = re.compile('[\x00-\x1f\x7f<>"\\\\\ufffd\ud800-\udfff]')
 _ENCODED_WORD_RE = re.compile(r"=\?[^\s?]*\?[^\s?]*\?[^\s]*?\?=")
 _STRICT_WORD_RE = re.compile(r"=\?([^\s?*]+)(?:\*[^\s?]*)?\?([bBqQ])\?([^\s?]*)\?=")
 _B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_FORMAT_CHARS_RE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_YEAR_RE = re.compile(r"(?<![\d:+-])(\d{4})(?![\d:])")
 
 
 class _CachingPolicy(EmailPolicy):
@@ -249,6 +251,8 @@ def _check_encoded_words(label: str, value: str, warnings: list[str]) -> None:
                         data = base64.b64decode(text + "=" * (-len(text) % 4))
                     else:
                         data = binascii.a2b_qp(text.replace("_", " ").encode("ascii"), header=True)
+                    if b"\r" in data or b"\n" in data:
+                        why = "encodes a line break"
                     data.decode(charset)
                 except (binascii.Error, UnicodeError, ValueError, LookupError):
                     why = f"not valid {enc.upper()}/{charset[:40]}"
@@ -275,6 +279,9 @@ def _utc_naive(value: str | None, warnings: list[str]) -> datetime | None:
     try:
         dt = parsedate_to_datetime(value.strip())
         if dt is None:
+            raise ValueError(value)
+        year = _YEAR_RE.search(value)
+        if year is not None and int(year.group(1)) != dt.year:  # "0000" read as 2000
             raise ValueError(value)
         if dt.tzinfo is not None:
             dt = dt.astimezone(UTC).replace(tzinfo=None)
@@ -363,6 +370,12 @@ def _read_from(info: HeaderInfo, values: list[str]) -> None:
     if froms:
         info.from_name = _decode_words(froms[0][0]) or None
         info.from_addr = froms[0][1]
+        if (
+            info.from_name
+            and "@" in info.from_name
+            and info.from_addr not in info.from_name.lower()
+        ):
+            info.warnings.append("From display name holds another address than the sender's")
         info.from_addrs = list(dict.fromkeys(a for _, a in froms))
         info.from_key = ",".join(sorted(info.from_addrs))
     elif values:
@@ -408,8 +421,9 @@ def _header_info(
     try:
         info.message_id_header = first("message-id")
         info.message_id = usable_message_id(info.message_id_header)
-        if info.message_id is None and normalize_message_id(info.message_id_header):
-            w.append(f"garbage Message-ID {info.message_id_header[:60]!r}")  # type: ignore[index]
+        header = info.message_id_header
+        if info.message_id is None and header is not None and header.strip():
+            w.append(f"garbage Message-ID {header[:60]!r}; stored under its content hash")
     except Exception as e:  # noqa: BLE001 - S13: one bad field never discards the others
         w.append(_unreadable("Message-ID", e))
     for name in ("from", "to", "cc", "subject"):
@@ -611,6 +625,8 @@ class _Tree:
             name = self.filename(part, path, warnings)
             if name is not None and "\x00" in name:
                 warnings.append(f"NUL in the file name{_where(path)}")
+            if name is not None and _FORMAT_CHARS_RE.search(name):
+                warnings.append(f"bidi or zero-width characters in the file name{_where(path)}")
         for path, part, _ in self.parts:  # after decoding: base64 problems are defects too
             for d in part.defects:
                 kind = type(d).__name__
@@ -627,10 +643,8 @@ class _Tree:
         try:
             return data.decode(charset or "us-ascii")
         except UnicodeError:
-            if charset:
-                warnings.append(
-                    f"text{_where(path)} is not valid {charset[:40]}; decoded best effort"
-                )
+            what = f"is not valid {charset[:40]}" if charset else "has 8-bit bytes and no charset"
+            warnings.append(f"text{_where(path)} {what}; decoded best effort")
             return _decode_bytes(data, None)
 
     @staticmethod
@@ -743,12 +757,8 @@ def parse_message(
     )
     warnings = list(headers.warnings)
     parsed = ParsedMessage(key="", headers=headers, raw_sha256=content_hash(raw), raw_size=len(raw))
-    if not headers.message_id:
-        warnings.append(
-            "garbage Message-ID; stored under its content hash"
-            if headers.message_id_header and headers.message_id_header.strip()
-            else "no Message-ID; stored under its content hash"
-        )
+    if not headers.message_id and not (headers.message_id_header or "").strip():
+        warnings.append("no Message-ID; stored under its content hash")
     body_digest = "raw:" + parsed.raw_sha256
     boundaries = raw.count(b"boundary=") + raw.count(b"BOUNDARY=") + raw.count(b"Boundary=")
     if boundaries > MAX_BOUNDARIES:  # the stdlib parser is quadratic in nesting: not this one

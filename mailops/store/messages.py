@@ -553,18 +553,20 @@ def html_for_display(store: Store, message_id: str, html: str) -> str:
     clean = sanitize_html(html)
     if "cid:" not in clean:
         return clean
+    from mailops.store.timeline import attachment_content  # the one reader of attachment bytes
+
     parts = store.rows(
-        "SELECT lower(a.content_id), a.content_type, b.content FROM attachments a"
-        " JOIN attachment_blobs b ON b.sha256 = a.sha256"
-        " WHERE a.message_id = ? AND a.content_id IS NOT NULL AND a.size <= ?",
+        "SELECT lower(content_id), content_type, part_index FROM attachments"
+        " WHERE message_id = ? AND content_id IS NOT NULL AND sha256 IS NOT NULL AND size <= ?",
         [message_id, INLINE_IMAGE_MAX],
     )
-    by_cid = {cid: (ctype, bytes(content)) for cid, ctype, content in parts}
+    by_cid = {cid: (ctype, int(part)) for cid, ctype, part in parts if ctype in _INLINE_TYPES}
 
     def inline(m: re.Match[str]) -> str:
         found = by_cid.get(unquote(m.group(1)).strip().lower())
-        if found is None or found[0] not in _INLINE_TYPES:
+        content = attachment_content(store, message_id, found[1]) if found else None
+        if found is None or content is None:
             return m.group(0)
-        return f'src="data:{found[0]};base64,{base64.b64encode(found[1]).decode()}"'
+        return f'src="data:{found[0]};base64,{base64.b64encode(content).decode()}"'
 
     return _CID_SRC_RE.sub(inline, clean)
