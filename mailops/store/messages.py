@@ -463,7 +463,8 @@ _REFERENCING = [  # (table, column) holding a messages.id
     ("notifications", "message_id"),
     ("audit_ledger", "message_id"),
     ("drafts", "reply_to_message_id"),
-]
+    ("followup_suggestions", "last_message_id"),
+]  # a new table holding message ids joins this list (0020 re-keys what exists when it runs)
 
 
 def rekey_identities(store: Store) -> dict[str, int]:
