@@ -21,6 +21,7 @@ from typing import Any
 
 from mailops.config import Settings
 from mailops.errors import MailopsError, ReportError
+from mailops.files import private_dir, private_umask
 
 __all__ = [
     "NotebookInfo",
@@ -152,8 +153,8 @@ def _scope_suffix(params: Mapping[str, Any]) -> str:
 
 
 def _output_base(reports_dir: Path, name: str, params: Mapping[str, Any]) -> Path:
-    folder = reports_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
+    private_umask()  # C5: the executed notebook, its HTML and the exports: owner-only
+    folder = private_dir(reports_dir / name)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     base = folder / f"{stamp}{_scope_suffix(params)}"
     n = 2

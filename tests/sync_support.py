@@ -113,6 +113,8 @@ def without_special_use(mailserver, address: str, folders=("Sent",)) -> None:
     import time
     from pathlib import Path
 
+    from mailops.dev.devserver import private_users_file
+
     path = Path(mailserver.root, "users")
     extra = " ".join(f"userdb_namespace/inbox/mailbox/{f}/auto=no" for f in folders)
     lines = []
@@ -122,6 +124,6 @@ def without_special_use(mailserver, address: str, folders=("Sent",)) -> None:
         lines.append(line)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
-    tmp.chmod(0o644)
+    private_users_file(tmp)
     tmp.replace(path)
     time.sleep(1.1)

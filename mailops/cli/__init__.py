@@ -17,6 +17,7 @@ import duckdb
 
 from mailops.config import Settings
 from mailops.errors import MailopsError
+from mailops.files import private_umask
 from mailops.store import Store
 
 
@@ -64,6 +65,7 @@ HOOKS = Hooks()
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, debug: bool) -> None:
     """mailops: connect mailboxes, sync customer email into DuckDB, send, report."""
+    private_umask()  # C5: the store, exports and reports are written owner-only
     settings = Settings.load(db=db)
     logging.basicConfig(
         level=logging.DEBUG

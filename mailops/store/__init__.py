@@ -24,6 +24,7 @@ import duckdb
 import pandas as pd
 
 from mailops.errors import StoreBusy, StoreError
+from mailops.files import private_umask, tighten
 from mailops.store.migrations import MIGRATIONS, Migration
 
 __all__ = ["Store", "open_store", "default_db_path"]
@@ -96,6 +97,10 @@ class Store:
             parent = Path(self.path).resolve().parent
             if not parent.is_dir():
                 raise StoreError(f"folder for the store does not exist: {parent}")
+            # C5: DuckDB creates the file, its WAL and its spill folder with the umask
+            private_umask()
+            for path in (self.path, f"{self.path}.wal"):
+                tighten(path)  # a store an older version created 0644
         deadline = time.monotonic() + self.busy_timeout
         delay, max_delay = self.retry_delays
         while True:

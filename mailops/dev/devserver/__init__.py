@@ -235,6 +235,18 @@ def read_users(root: str) -> dict[str, str]:
     return users
 
 
+#: Dovecot's auth process runs as this user and reads the passwd-file itself.
+AUTH_USER = "dovecot"
+
+
+def private_users_file(path: Path) -> None:
+    """The users file holds every devserver password: 0600, owned by Dovecot's auth user
+    (root, who writes it, needs no permission bits)."""
+    path.chmod(0o600)
+    if os.geteuid() == 0:
+        shutil.chown(path, AUTH_USER, AUTH_USER)
+
+
 def add_users(root: str, users: dict[str, str]) -> None:
     """Create (or re-password) mail users. Dovecot re-reads the passwd-file at most once a
     second, so wait that long before the new users can log in."""
@@ -248,8 +260,10 @@ def add_users(root: str, users: dict[str, str]) -> None:
     current.update(changed)
     path = Path(root, "users")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in sorted(current.items())))
-    tmp.chmod(0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in sorted(current.items())))
+    private_users_file(tmp)
     tmp.replace(path)
     if Path(root, "run", "master.pid").exists():
         time.sleep(1.1)
@@ -308,6 +322,16 @@ class DevServer:
     svc: Any = None  # the TokenService, for in-process tests
 
     def start(self) -> DevServerState:
+        # Dovecot's unprivileged processes must walk into ROOT's folders: whatever the
+        # caller's umask (mailops narrows it to 077, C5), create them 755 and start Dovecot
+        # with 022 as before; the users file alone is made private (``private_users_file``).
+        old = os.umask(0o022)
+        try:
+            return self._start()
+        finally:
+            os.umask(old)
+
+    def _start(self) -> DevServerState:
         from mailops.dev.devserver.smtp import make_controller
         from mailops.dev.devserver.tokens import TokenService, make_tls_files
 
@@ -324,7 +348,7 @@ class DevServer:
         users_file = root / "users"
         if not users_file.exists():
             users_file.write_text("")
-        users_file.chmod(0o644)
+        private_users_file(users_file)
         if self.users:
             add_users(str(root), self.users)
 
@@ -346,7 +370,7 @@ class DevServer:
             "MAIL_USER": "nobody",
             "MAIL_GROUP": "nogroup",
             "LOGIN_USER": "dovenull",
-            "INTERNAL_USER": "dovecot",
+            "INTERNAL_USER": AUTH_USER,
             "OAUTH_PORT": str(http.server_address[1]),
             **{k: str(v) for k, v in ports.items()},
         }
