@@ -26,7 +26,13 @@ FAULT_ENV = "MAILOPS_CRASH_AT"
 POINTS: dict[str, str] = {
     "sync.batch_written": "a sync batch's rows and checkpoint are written, COMMIT not yet (n = batch)",
     "outbox.before_smtp": "an outbox item is claimed, no SMTP connection yet",
-    "outbox.after_smtp_accept": "the SMTP server accepted DATA, the outbox not yet updated",
+    "outbox.smtp_mail_from": "phase mail_from recorded, MAIL FROM not yet sent",
+    "outbox.smtp_rcpt": "phase rcpt recorded, RCPT TO not yet sent",
+    "outbox.smtp_mid_data": "DATA accepted (354), half the body uploaded",
+    "outbox.smtp_before_terminator": "the body uploaded, phase data_terminator_sent recorded,"
+    " the final dot not yet sent (nothing delivered, but the outbox cannot know)",
+    "outbox.smtp_terminator_sent": "the final dot sent, the server's reply not yet read",
+    "outbox.after_smtp_accept": "the SMTP server accepted DATA (250), the Sent copy not yet filed",
     "outbox.after_sent_copy": "the Sent copy is filed, the outbox not yet marked sent",
 }
 

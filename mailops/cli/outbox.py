@@ -12,14 +12,16 @@ from mailops.cli.output import TABLE, Output, emit, output_options, render_table
 @click.group("outbox", invoke_without_command=True)
 @click.pass_context
 def outbox(cctx: click.Context) -> None:
-    """The outbox: queued -> sending -> sent | failed (list is the default)."""
+    """The outbox: queued -> sending -> sent | failed | delivery_unknown (list is the default)."""
     if cctx.invoked_subcommand is None:
         cctx.invoke(list_)
 
 
 @outbox.command("list")
 @click.option(
-    "--state", type=click.Choice(["queued", "sending", "sent", "failed"]), help="Only this state."
+    "--state",
+    type=click.Choice(["queued", "sending", "sent", "failed", "delivery_unknown"]),
+    help="Only this state.",
 )
 @click.option("--user", help="Only this user's emails.")
 @output_options
@@ -70,13 +72,41 @@ def retry(ctx: Context, outbox_id: int | None, force: bool) -> None:
     for oid in tqdm(ids, desc="outbox", unit="email", disable=len(ids) < 2):
         item = deliver(store, ctx.settings, oid, force=force)
         note = f" [{item.error_code}]" if item.error_code else ""
-        click.echo(
-            f"outbox {item.id}: {item.state}{note}"
-            + (f" - {item.last_error}" if item.state == "failed" else "")
-        )
+        _show(item, note)
         failed += item.state != "sent"
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _show(item, note: str = "") -> None:  # noqa: ANN001
+    click.echo(
+        f"outbox {item.id}: {item.state}{note}"
+        + (f" - {item.last_error}" if item.state in ("failed", "delivery_unknown") else "")
+    )
+
+
+@outbox.command("resend")
+@click.argument("outbox_id", type=int)
+@pass_ctx
+def resend_cmd(ctx: Context, outbox_id: int) -> None:
+    """E3: a delivery_unknown email did not arrive (you checked): send it again."""
+    from mailops.send.outbox import resend
+
+    item = resend(ctx.store(), ctx.settings, outbox_id)
+    _show(item, f" [{item.error_code}]" if item.error_code else "")
+    if item.state != "sent":
+        raise click.exceptions.Exit(1)
+
+
+@outbox.command("mark-sent")
+@click.argument("outbox_id", type=int)
+@pass_ctx
+def mark_sent_cmd(ctx: Context, outbox_id: int) -> None:
+    """E3: a delivery_unknown email did arrive: file its Sent copy and record the activity."""
+    from mailops.send.outbox import mark_sent
+
+    item = mark_sent(ctx.store(), ctx.settings, outbox_id)
+    _show(item, f" [{item.error_code}]" if item.error_code else "")
 
 
 def register(cli: click.Group) -> None:

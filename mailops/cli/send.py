@@ -91,6 +91,13 @@ def print_preview(view: dict[str, Any]) -> None:
 
 def report(item: Any) -> None:
     """One line for a delivered entry; a failed one becomes a one-line error."""
+    if item.state == "delivery_unknown":  # E3: never shown as sent; the user decides
+        err = MailopsError(
+            f"outbox {item.id} delivery_unknown: {item.last_error or 'no answer after the data'}",
+            code="delivery_unknown",
+        )
+        err.exit_code = 12
+        raise err
     if item.state != "sent":
         raise MailopsError(
             f"outbox {item.id} {item.state}: {item.last_error or 'not sent'}",

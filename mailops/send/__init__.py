@@ -41,7 +41,8 @@ __all__ = [
 def send_email(
     store: Store, settings: Settings, request: EmailRequest, *, secrets: Any = None
 ) -> OutboxItem:
-    """Check, queue and deliver one email; returns its outbox entry (``state`` sent or failed)."""
+    """Check, queue and deliver one email; returns its outbox entry (``state`` sent, failed or
+    delivery_unknown, E3)."""
     prepared = prepare(store, settings, request)
     item = queue(store, prepared)
     return deliver(store, settings, item.id, secrets=secrets)

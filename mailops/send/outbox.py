@@ -1,20 +1,24 @@
-"""Delivery through the outbox (E3): queued -> sending -> sent | failed, never twice.
+"""Delivery through the outbox (E3): queued -> sending -> sent | failed | delivery_unknown.
 
-One attempt, in order, each step recorded in ``outbox.phase`` before the next starts::
+One attempt, in order, each SMTP phase recorded in ``outbox.phase`` *before* its step goes
+on the wire (``mailops.send.phases``)::
 
-    queued --start_attempt--> connect --RCPT ok--> smtp --250 after DATA--> accepted
-           --APPEND to Sent (generic IMAP only)--> filed --activities + sent--> done
+    queued --start_attempt--> connect --> mail_from --> rcpt --> data_started (354, body)
+           --> data_terminator_sent (the final dot) --250--> accepted
+           --APPEND to Sent (generic IMAP only)--> activities + sent --> done
 
 A crash can stop the process anywhere. ``deliver`` of an entry that is still ``sending``
-(or failed after DATA started) first *reconciles*: it searches the mailbox's Sent folder for
-the fixed Message-ID (``SEARCH HEADER Message-ID``).
+(or failed mid-transaction) first *reconciles*: it searches the mailbox's Sent folder for the
+fixed Message-ID (``SEARCH HEADER Message-ID``).
 
 * found -> the email went out: mark it sent (``sent_copy='found'``), record the activities;
-* not found, phase ``connect`` (DATA never started) -> nothing can have been delivered: send;
-* not found, phase ``smtp`` or later -> the server may have accepted it and we cannot ask it.
-  E3 says *never twice*, so it is **not** resent: the copy is filed in Sent (generic IMAP),
-  the entry is marked sent with ``error_code='delivery_assumed'`` and a note, and
-  ``mailops outbox retry --force ID`` remains for a person who knows it did not arrive.
+* phase ``accepted`` -> the server said 250: file the copy, record the activities, sent;
+* phase up to ``data_started`` -> the server never read the final dot and discarded the
+  transaction: nothing was delivered, so it is sent (again);
+* phase ``data_terminator_sent`` -> the server may have delivered it and we did not hear:
+  the entry becomes ``delivery_unknown`` -- never shown as sent, no Sent copy, no activity --
+  until a person decides: ``mailops outbox resend ID`` (send it again) or ``mailops outbox
+  mark-sent ID`` (it arrived: file the copy, record the activity).
 
 Microsoft 365 and Gmail file the sent copy themselves; for generic IMAP servers mailops
 APPENDs it (``PROVIDER_FILES_SENT``).
@@ -44,7 +48,9 @@ __all__ = [
     "activity_plan",
     "deliver",
     "find_in_sent",
+    "mark_sent",
     "queue",
+    "resend",
     "retry",
 ]
 
@@ -220,16 +226,41 @@ def _fail(store: Store, item: OutboxItem, code: str, message: str, phase: str) -
     return obstore.get_item(store, item.id)
 
 
+UNKNOWN_NOTE = (
+    "the whole message reached the server but its answer did not come back: it may or may"
+    " not have been delivered. Ask the recipient, then `mailops outbox resend {id}` or"
+    " `mailops outbox mark-sent {id}`"
+)
+
+
+def _unknown(store: Store, item: OutboxItem, detail: str = "") -> OutboxItem:
+    note = UNKNOWN_NOTE.format(id=item.id) + (f" [{detail}]" if detail else "")
+    obstore.mark_unknown(store, item.id, message=note)
+    return obstore.get_item(store, item.id)
+
+
+def _copy(mailbox: Mailbox, settings: Settings, item: OutboxItem, secrets: Any) -> str:
+    if files_sent_itself(mailbox):
+        return "provider"
+    return _file_in_sent(mailbox, settings, item.raw, item.message_id_header, secrets)
+
+
 def _reconcile(
     store: Store, settings: Settings, item: OutboxItem, mailbox: Mailbox, secrets: Any
 ) -> OutboxItem | None:
-    """After a crash or an unclear failure: the outcome if the email went out, else None."""
+    """After a crash or an unclear failure: the outcome if it is known, else None (send)."""
+    from mailops.send.phases import AMBIGUOUS, DELIVERED
+
     try:
         found = find_in_sent(mailbox, settings, item.message_id_header, secrets)
     except ConnectionProblem as e:
         # cannot look: do not guess, do not send; the entry stays for the next retry
         return _fail(
-            store, item, e.code, f"cannot check the Sent folder: {e.message}", item.phase or "smtp"
+            store,
+            item,
+            e.code,
+            f"cannot check the Sent folder: {e.message}",
+            item.phase or "connect",
         )
     if found:
         return _finish(
@@ -239,22 +270,11 @@ def _reconcile(
             sent_copy="found",
             note="found in the Sent folder after an interrupted attempt; not resent",
         )
-    if item.phase in (None, "queued", "connect", "refused"):
-        return None  # DATA never started: nothing can have been delivered
-    copy = (
-        "provider"
-        if files_sent_itself(mailbox)
-        else _file_in_sent(mailbox, settings, item.raw, item.message_id_header, secrets)
-    )
-    return _finish(
-        store,
-        item,
-        mailbox,
-        sent_copy=copy,
-        code="delivery_assumed",
-        note="the attempt stopped after SMTP DATA began; the server may have accepted it, so it "
-        "was not resent (E3). `mailops outbox retry --force` sends it again",
-    )
+    if item.phase in DELIVERED:  # the server said 250 before the crash
+        return _finish(store, item, mailbox, sent_copy=_copy(mailbox, settings, item, secrets))
+    if item.phase in AMBIGUOUS:
+        return _unknown(store, item)
+    return None  # the final dot never went out: the server discarded it; send it
 
 
 def deliver(
@@ -262,14 +282,15 @@ def deliver(
 ) -> OutboxItem:
     """Send one outbox entry (idempotent: a sent entry is returned as it is)."""
     from mailops.auth import credentials_for
+    from mailops.send.phases import AMBIGUOUS, DELIVERED, send_data
     from mailops.smtp import open_smtp
 
     item = obstore.get_item(store, outbox_id)
-    if item.state == "sent" and not force:
-        return item
+    if item.state in ("sent", "delivery_unknown") and not force:
+        return item  # delivery_unknown waits for a person: resend or mark-sent
     mailbox = mbstore.get(store, item.mailbox_id)
     interrupted = item.state == "sending" or (
-        item.state == "failed" and item.phase in ("smtp", "accepted", "filed")
+        item.state == "failed" and item.phase in AMBIGUOUS | DELIVERED
     )
     if interrupted and not force:
         done = _reconcile(store, settings, item, mailbox, secrets)
@@ -292,13 +313,21 @@ def deliver(
         return _fail(store, item, e.code, e.message, "connect")
     except MailopsError as e:  # secrets missing, OAuth refused ...
         return _fail(store, item, e.code, e.message, "connect")
+
+    def phase(name: str) -> None:
+        obstore.set_phase(store, item.id, name)
+
     try:
         reply_code: int
         # the Sent copy keeps Bcc, the wire never; 8-bit only with BODY=8BITMIME (RFC 6152)
         wire, mail_options = wire_message(item.raw, offers_8bitmime=smtp.has_extn("8bitmime"))
+        phase("mail_from")
+        crash_point("outbox.smtp_mail_from")
         reply_code, resp = smtp.mail(item.envelope_from or mailbox.address, mail_options)
         if reply_code != 250:
             return _fail(store, item, "sender_refused", _resp(reply_code, resp), "refused")
+        phase("rcpt")
+        crash_point("outbox.smtp_rcpt")
         refused = []
         for rcpt in item.recipients:
             reply_code, resp = smtp.rcpt(rcpt)
@@ -307,33 +336,27 @@ def deliver(
         if refused:
             smtp.rset()
             return _fail(store, item, "recipient_refused", "; ".join(refused), "refused")
-        obstore.set_phase(store, item.id, "smtp")  # from here the server may accept it
         try:
-            reply_code, resp = smtp.data(wire)
+            reply_code, resp = send_data(smtp, wire, phase, crash_point)
         except smtplib.SMTPDataError as e:
             return _fail(store, item, "data_refused", _resp(e.smtp_code, e.smtp_error), "refused")
-        if reply_code != 250:
+        if reply_code != 250:  # the server read it all and said no: nothing delivered
             return _fail(store, item, "data_refused", _resp(reply_code, resp), "refused")
+        phase("accepted")  # the 250 came: delivered, whatever happens next
     except (smtplib.SMTPException, OSError) as e:
-        # lost during the transaction: if DATA began, the outcome is unknown -> reconcile on retry
-        phase = obstore.get_item(store, item.id).phase or "connect"
-        return _fail(
-            store,
-            item,
-            "delivery_unknown" if phase == "smtp" else "smtp_error",
-            str(e) or type(e).__name__,
-            phase,
-        )
+        # lost during the transaction: before the final dot the server discards it (a retry
+        # sends it); after it the outcome is unknown and a person decides (E3)
+        now = obstore.get_item(store, item.id).phase or "connect"
+        if now in AMBIGUOUS:
+            return _unknown(store, item, str(e) or type(e).__name__)
+        return _fail(store, item, "smtp_error", str(e) or type(e).__name__, now)
     finally:
         try:
             smtp.quit()
         except Exception:  # noqa: BLE001
             smtp.close()
     crash_point("outbox.after_smtp_accept")
-    obstore.set_phase(store, item.id, "accepted")
-    copy = "provider"
-    if not files_sent_itself(mailbox):
-        copy = _file_in_sent(mailbox, settings, item.raw, item.message_id_header, secrets)
+    copy = _copy(mailbox, settings, item, secrets)
     crash_point("outbox.after_sent_copy")
     return _finish(store, obstore.get_item(store, item.id), mailbox, sent_copy=copy)
 
@@ -349,6 +372,43 @@ def _record_problem(store: Store, mailbox: Mailbox, err: ConnectionProblem) -> N
     except ImportError:  # pragma: no cover
         return
     record_failure(store, mailbox, err)
+
+
+def _decision(store: Store, outbox_id: int) -> OutboxItem:
+    from mailops.errors import SendRefused
+
+    item = obstore.get_item(store, outbox_id)
+    if item.state != "delivery_unknown":
+        raise SendRefused(
+            f"outbox {item.id} is {item.state}, not delivery_unknown",
+            code="not_delivery_unknown",
+            guidance="resend / mark-sent are the choice for an ambiguous delivery only;"
+            " use `mailops outbox retry` for failed ones",
+        )
+    return item
+
+
+def resend(store: Store, settings: Settings, outbox_id: int, *, secrets: Any = None) -> OutboxItem:
+    """A person decided a ``delivery_unknown`` email did not arrive: send it again."""
+    _decision(store, outbox_id)
+    return deliver(store, settings, outbox_id, secrets=secrets, force=True)
+
+
+def mark_sent(
+    store: Store, settings: Settings, outbox_id: int, *, secrets: Any = None
+) -> OutboxItem:
+    """A person decided a ``delivery_unknown`` email arrived: file the Sent copy, record the
+    activity, mark it sent (``error_code='marked_sent'``)."""
+    item = _decision(store, outbox_id)
+    mailbox = mbstore.get(store, item.mailbox_id)
+    return _finish(
+        store,
+        item,
+        mailbox,
+        sent_copy=_copy(mailbox, settings, item, secrets),
+        code="marked_sent",
+        note="delivery was unknown; marked sent by a person (mailops outbox mark-sent)",
+    )
 
 
 def retry(

@@ -18,7 +18,7 @@ import pandas as pd
 from mailops.errors import MailopsError
 from mailops.store import Store
 
-OUTBOX_STATES = ("queued", "sending", "sent", "failed")
+OUTBOX_STATES = ("queued", "sending", "sent", "failed", "delivery_unknown")
 
 
 def utcnow() -> datetime:
@@ -333,6 +333,15 @@ def mark_sent(store: Store, outbox_id: int, *, sent_copy: str, note: str | None 
         "UPDATE outbox SET state = 'sent', phase = 'done', sent_at = coalesce(sent_at, ?),"
         " sent_copy = ?, error_code = NULL, last_error = ?, updated_at = ? WHERE id = ?",
         [utcnow(), sent_copy, note, utcnow(), outbox_id],
+    )
+
+
+def mark_unknown(store: Store, outbox_id: int, *, message: str) -> None:
+    """E3: the final dot was sent, no answer came: neither sent nor failed."""
+    store.execute(
+        "UPDATE outbox SET state = 'delivery_unknown', phase = 'data_terminator_sent',"
+        " error_code = 'delivery_unknown', last_error = ?, updated_at = ? WHERE id = ?",
+        [message, utcnow(), outbox_id],
     )
 
 

@@ -167,10 +167,13 @@ class FaultProxy:
                         data = src.recv(65536)
                     except OSError:
                         return
-                    if not data:
+                    if not data:  # half-close: the other direction still flows
                         with contextlib.suppress(OSError):
                             dst.shutdown(socket.SHUT_WR)
-                        return
+                        del peers[src]
+                        if not peers:
+                            return
+                        continue
                     if plan is not None and plan.direction == direction:
                         room = plan.after - moved[direction]
                         if len(data) >= room and plan.stall:
