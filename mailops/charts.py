@@ -19,7 +19,14 @@ import io  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["Chart", "decisions_by_reason", "inbound_outbound", "response_hours", "weekly_volume"]
+__all__ = [
+    "Chart",
+    "decisions_by_reason",
+    "inbound_outbound",
+    "label",
+    "response_hours",
+    "weekly_volume",
+]
 
 
 class Chart:
@@ -49,8 +56,27 @@ class Chart:
         return f"<Chart {self.title!r}>"
 
 
+def label(value: object, limit: int = 40) -> str:
+    """VALUE as chart text: never read as math (a CRM name like ``$\\frac{Math$`` is shown as
+    written: every ``$`` escaped for mathtext), cut to LIMIT characters."""
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
 INBOUND, OUTBOUND = "#4C72B0", "#DD8452"
 STORED, SKIPPED = "#55A868", "#C44E52"
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Category labels must differ (two customers both called "Anna Berg" are two bars)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
 
 
 def _figure(height: float = 3.2, width: float = 7.5) -> Figure:
@@ -66,19 +92,19 @@ def _empty(fig: Figure, title: str) -> Figure:
     return fig
 
 
-def inbound_outbound(df: pd.DataFrame, label: str, title: str, top: int = 15) -> Chart:
+def inbound_outbound(df: pd.DataFrame, label_col: str, title: str, top: int = 15) -> Chart:
     """Horizontal stacked bars: inbound and outbound emails per LABEL (from ``volumes``)."""
     fig = _figure(height=max(2.4, 0.35 * min(len(df), top) + 1.2))
     if df.empty:
         return Chart(_empty(fig, title))
     data = df.head(top).iloc[::-1]
     ax = fig.subplots()
-    names = [str(v) for v in data[label]]
+    names = _unique([label(v) for v in data[label_col]])
     ax.barh(names, data["inbound"], color=INBOUND, label="inbound")
     ax.barh(names, data["outbound"], left=data["inbound"], color=OUTBOUND, label="outbound")
     ax.set_xlabel("emails")
     ax.set_title(title)
-    ax.legend(loc="lower right", frameon=False)
+    fig.legend(loc="outside lower right", ncols=2, frameon=False)  # never over the bars
     return Chart(fig)
 
 
@@ -91,7 +117,7 @@ def weekly_volume(df: pd.DataFrame, title: str = "Emails per week") -> Chart:
     x = range(len(df))
     ax.bar([i - 0.2 for i in x], df["inbound"], width=0.4, color=INBOUND, label="inbound")
     ax.bar([i + 0.2 for i in x], df["outbound"], width=0.4, color=OUTBOUND, label="outbound")
-    ax.set_xticks(list(x), [str(w) for w in df["week"]], rotation=45, ha="right")
+    ax.set_xticks(list(x), [label(w) for w in df["week"]], rotation=45, ha="right")
     ax.set_ylabel("emails")
     ax.set_title(title)
     ax.legend(frameon=False)
@@ -104,7 +130,7 @@ def response_hours(summary: pd.DataFrame, title: str = "Average response time") 
     if summary.empty:
         return Chart(_empty(fig, title))
     ax = fig.subplots()
-    names = [str(v) for v in summary["sales_person"]]
+    names = [label(v) for v in summary["sales_person"]]
     y = range(len(names))
     ax.barh([i + 0.2 for i in y], summary["avg_hours"], height=0.4, color=INBOUND, label="all")
     ax.barh(
@@ -129,7 +155,7 @@ def decisions_by_reason(df: pd.DataFrame, title: str = "Messages by decision and
     data = df.iloc[::-1]
     ax = fig.subplots()
     colors = [STORED if d == "stored" else SKIPPED for d in data["decision"]]
-    ax.barh([str(r) for r in data["reason"]], data["messages"], color=colors)
+    ax.barh(_unique([label(r) for r in data["reason"]]), data["messages"], color=colors)
     ax.set_xlabel("messages")
     ax.set_title(title)
     return Chart(fig)

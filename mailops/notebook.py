@@ -199,6 +199,10 @@ def render_html(ipynb: Path, html: Path | None = None, *, show_code: bool = Fals
         exclude_input=not show_code,
         exclude_input_prompt=True,
         exclude_output_prompt=True,
+        # R6: the page reads offline and asks no CDN for anything (who opened which report
+        # is nobody else's business); without MathJax a "$...$" in a name stays text
+        mathjax_url="",
+        require_js_url="",
     )
     heading = next(
         (
@@ -212,6 +216,7 @@ def render_html(ipynb: Path, html: Path | None = None, *, show_code: bool = Fals
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    body = re.sub(r'<script src="">\s*</script>', "", body)
     out = html or ipynb.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out

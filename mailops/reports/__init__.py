@@ -213,29 +213,45 @@ def table(df: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+#: rows a report table shows when the notebook does not say (the export holds them all)
+DEFAULT_ROWS = 50
+
+
 class Table:
     """A DataFrame shown as an escaped HTML table without the index (mail subjects and
-    names are untrusted text: ``to_html`` escapes them)."""
+    names are untrusted text: ``to_html`` escapes them), searchable and sortable in the
+    browser, cut to its top ROWS with links to the EXPORT files that hold every row (R6)."""
 
-    def __init__(self, df: pd.DataFrame | None, rows: int | None = None) -> None:
+    def __init__(
+        self,
+        df: pd.DataFrame | None,
+        rows: int | None = DEFAULT_ROWS,
+        export: Sequence[str | os.PathLike[str]] = (),
+    ) -> None:
         self.df = df if df is not None else pd.DataFrame()
         self.rows = rows
+        self.export = [Path(p) for p in export if str(p).endswith((".csv", ".parquet"))]
 
     def _repr_html_(self) -> str:
+        from mailops.reports.html import table_html
+
         if self.df.empty:
             return "<p><em>nothing to show</em></p>"
         df = _readable(self.df.head(self.rows) if self.rows else self.df)
-        more = len(self.df) - len(df)
-        note = f"<p><em>{len(df)} of {len(self.df)} rows shown</em></p>" if more > 0 else ""
-        return df.to_html(index=False, escape=True, na_rep="", border=0) + note
+        return table_html(df, total=len(self.df), export=self.export)
 
     def __repr__(self) -> str:
         return self.df.to_string(index=False) if not self.df.empty else "(nothing to show)"
 
 
-def show(df: pd.DataFrame | None, rows: int | None = None) -> Table:
-    """What a notebook cell ends with to display a report table."""
-    return Table(df, rows)
+def show(
+    df: pd.DataFrame | None,
+    rows: int | None = DEFAULT_ROWS,
+    export: Sequence[str | os.PathLike[str]] = (),
+) -> Table:
+    """What a notebook cell ends with to display a report table (top ROWS; EXPORT: the
+    files beside the report with every row)."""
+    return Table(df, rows, export)
 
 
 GLUE_MIME = "application/scrapbook.scrap.json+json"
@@ -263,5 +279,7 @@ def _readable(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[col]):
-            out[col] = out[col].dt.strftime("%Y-%m-%d %H:%M:%S")
+            values = out[col].dropna()
+            days = not values.empty and bool((values == values.dt.normalize()).all())
+            out[col] = out[col].dt.strftime("%Y-%m-%d" if days else "%Y-%m-%d %H:%M:%S")
     return out.astype(object).where(out.notna(), "")
