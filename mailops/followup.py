@@ -137,7 +137,13 @@ def waiting_threads(
     if df.empty:
         return df
     df = df.merge(fstore.outcomes_by_message(store), on="last_message_id", how="left")
-    return df.sort_values(["business_hours"], ascending=False).reset_index(drop=True)
+    # one follow-up per thread: a couple on one thread (both primary customers) is one
+    # conversation; the customer with a suggestion already, else the first id, stands for it
+    df = df.sort_values(["thread", "suggestion_id", "customer_id"], na_position="last")
+    df = df.drop_duplicates(subset=["thread", "kind"], keep="first")
+    return df.sort_values(["business_hours", "customer_id"], ascending=[False, True]).reset_index(
+        drop=True
+    )
 
 
 # -- the thread's facts, and what a model may see ---------------------------------------
@@ -325,8 +331,11 @@ def thread_facts(store: Store, thread_row: Any, now: datetime | None = None) -> 
             f"[{who}, {pd.Timestamp(m.occurred_at):%Y-%m-%d}] Subject: {m.subject or ''}\n{_unquoted(m.body_text)}"
         )
     raw_text = "\n\n".join(parts)
-    lang_source = (
-        " ".join(_unquoted(b) for b in msgs["body_text"].fillna("")) if not msgs.empty else ""
+    theirs = msgs[msgs["direction"] == "inbound"] if not msgs.empty else msgs
+    source = theirs if not theirs.empty else msgs  # the customer's own words decide
+    lang_source = " ".join(
+        f"{subj or ''} {_unquoted(body)}"
+        for subj, body in zip(source["subject"], source["body_text"].fillna(""), strict=True)
     )
     since = pd.Timestamp(thread_row.last_at).to_pydatetime()
     return Facts(
@@ -574,10 +583,12 @@ def draft_waiting(
     customer: str | None = None,
     chat: ChatFn | None = None,
     now: datetime | None = None,
+    limit: int | None = None,
     **thresholds: Any,
 ) -> list[Suggestion]:
     """Draft a follow-up for every waiting thread of the viewer (or of CUSTOMER) that has
-    no suggestion yet for its last message. A viewer drafts for his own threads only."""
+    no suggestion yet for its last message, longest waiting first (at most LIMIT). A
+    viewer drafts for his own threads only."""
     viewer = _viewer(store, who)
     df = waiting_threads(store, viewer, now=now, **thresholds)
     if customer is not None:
@@ -587,10 +598,12 @@ def draft_waiting(
         df = df[df["customer_id"] == cid]
     if viewer.user_id != "system" and not df.empty:
         df = df[df["user_id"] == viewer.user_id]
-    out = []
+    out: list[Suggestion] = []
     for row in df.itertuples():
         if pd.notna(row.suggestion_id):
             continue  # already suggested for this very message
+        if limit is not None and len(out) >= limit:
+            break
         out.append(draft_followup(store, settings, row, chat=chat, now=now))
     return out
 

@@ -74,9 +74,10 @@ def followup() -> None:
 @followup.command("list")
 @as_option
 @_thresholds
+@click.option("--limit", type=int, default=0, help="The N longest waiting (0 = all).")
 @output_options
 @pass_ctx
-def list_cmd(ctx: Context, viewer: str, out: Output, **th: Any) -> None:
+def list_cmd(ctx: Context, viewer: str, limit: int, out: Output, **th: Any) -> None:
     """Threads waiting for our reply (customer wrote last) and for the customer (we wrote
     last), longest waiting first, with the suggestion already drafted for them, if any."""
     from mailops.followup import refresh_outcomes, waiting_threads
@@ -84,6 +85,8 @@ def list_cmd(ctx: Context, viewer: str, out: Output, **th: Any) -> None:
     store = ctx.store()
     refresh_outcomes(store)
     df = waiting_threads(store, viewer, **_kw(ctx, **th))
+    if limit:
+        df = df.head(limit)
     if out.is_table and not df.empty:
         df = pd.DataFrame(
             {
@@ -114,9 +117,14 @@ def list_cmd(ctx: Context, viewer: str, out: Output, **th: Any) -> None:
 @click.option(
     "--all", "all_", is_flag=True, help="Every waiting thread of yours (else CUSTOMER's)."
 )
+@click.option(
+    "--limit", type=int, default=0, help="At most N drafts, longest waiting first (0 = no limit)."
+)
 @_thresholds
 @pass_ctx
-def draft_cmd(ctx: Context, customer: str | None, viewer: str, all_: bool, **th: Any) -> None:
+def draft_cmd(
+    ctx: Context, customer: str | None, viewer: str, all_: bool, limit: int, **th: Any
+) -> None:
     """Draft a follow-up for each waiting thread of yours (of CUSTOMER, or --all) that has
     none yet: saved as a draft to review, edit and send (`mailops draft send ID`); never sent."""
     from mailops.errors import MailopsError
@@ -124,7 +132,9 @@ def draft_cmd(ctx: Context, customer: str | None, viewer: str, all_: bool, **th:
 
     if bool(customer) == all_:
         raise MailopsError("give a CUSTOMER or --all", code="usage")
-    made = draft_waiting(ctx.store(), ctx.settings, viewer, customer=customer, **_kw(ctx, **th))
+    made = draft_waiting(
+        ctx.store(), ctx.settings, viewer, customer=customer, limit=limit or None, **_kw(ctx, **th)
+    )
     if not made:
         click.echo("nothing to draft (no waiting thread without a suggestion)")
     for s in made:
@@ -136,16 +146,25 @@ def draft_cmd(ctx: Context, customer: str | None, viewer: str, all_: bool, **th:
 
 @followup.command("suggestions")
 @as_option
+@click.option(
+    "--limit", type=int, default=0, help="Show the newest N (the measure counts all; 0 = all)."
+)
 @output_options
 @pass_ctx
-def suggestions_cmd(ctx: Context, viewer: str, out: Output) -> None:
+def suggestions_cmd(ctx: Context, viewer: str, limit: int, out: Output) -> None:
     """The suggestion log with each outcome (pending / sent_as_is / edited / discarded) and the measure."""
     from mailops.followup import refresh_outcomes, suggestions, usefulness
 
     store = ctx.store()
     refresh_outcomes(store)
     log = suggestions(store, viewer)
-    emit(log.drop(columns=["thread", "last_message_id"]), out, empty="(no suggestions yet)")
+    shown = log.drop(columns=["thread", "last_message_id"])
+    if out.is_table:
+        cols = ["id", "created_at", "user_id", "customer", "kind", "language", "model"]
+        shown = shown[[*cols, "draft_id", "outcome", "subject"]].assign(
+            created_at=[f"{pd.Timestamp(x):%Y-%m-%d %H:%M}" for x in shown["created_at"]]
+        )
+    emit(shown.head(limit) if limit else shown, out, empty="(no suggestions yet)")
     if out.is_table and not log.empty:
         u = usefulness(log)
         rate = "n/a" if u["sent_as_is_rate"] is None else f"{u['sent_as_is_rate']:.0%}"

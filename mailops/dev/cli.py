@@ -286,6 +286,30 @@ def demo_send(ctx: Context) -> None:
     click.echo(f"{sum(i.state == 'sent' for i in items)} of {len(items)} demo email(s) sent")
 
 
+@demo.command("inbound")
+@click.option(
+    "--count", default=2, show_default=True, type=click.IntRange(min=1), help="Customers who write."
+)
+@click.option("--user", help="Write to this sales person's mailbox (default: any).")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=0.0,
+    help="Then wait up to S seconds for the notifications a running `mailops sync --watch` writes.",
+)
+@pass_ctx
+def demo_inbound(ctx: Context, count: int, user: str | None, wait_s: float) -> None:
+    """Demo customers write to their sales person now, through the devserver's SMTP (new
+    mail after the connection: it notifies, N1)."""
+    from mailops.dev.demo.inbound import deliver_inbound, wait_for_notifications
+
+    delivered = deliver_inbound(ctx.store(), ctx.settings, count=count, user=user, echo=click.echo)
+    ctx.close()  # a running watcher writes the store; read it only in between
+    if wait_s > 0:
+        wait_for_notifications(ctx.settings.db, delivered, timeout=wait_s, echo=click.echo)
+
+
 def _stand_ins(settings: Any, address: str, echo: Any) -> tuple[Any, Any]:
     from mailops.dev.stand_ins import devserver_stand_ins
 
