@@ -348,7 +348,11 @@ def message_html(view: MessageView) -> str:
 
 
 # -- attachments -----------------------------------------------------------------------
-def _split_attachment_ref(ref: str) -> tuple[str, int | None]:
+def _split_attachment_ref(store: Store, ref: str) -> tuple[str, int | None]:
+    """``MESSAGE_ID#PART`` -> (message, part); a stored id that itself holds ``#`` (an S13
+    variant, ``mid#fp16``) given bare means all of its attachments."""
+    if store.rows("SELECT 1 FROM messages WHERE id = ?", [ref.strip()]):
+        return ref.strip(), None
     msg, sep, part = ref.rpartition("#")
     if sep and part.isdigit():
         return msg, int(part)
@@ -362,7 +366,7 @@ def save_attachments(
     TO_DIR under a safe file name (never a path from the mail; never overwriting)."""
     from mailops.filenames import safe_basename, write_new_file
 
-    msg_ref, part = _split_attachment_ref(ref)
+    msg_ref, part = _split_attachment_ref(store, ref)
     view = open_message(store, who, msg_ref)
     if view.text is None:
         raise PermissionDenied("this user sees metadata only: attachments are not shown (P1)")
