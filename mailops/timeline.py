@@ -84,6 +84,7 @@ class Freshness:
     checked: int = 0  # mailboxes behind the timeline
     synced: list[str] = field(default_factory=list)  # synced now, ok
     failed: list[tuple[str, str]] = field(default_factory=list)  # (address, code)
+    busy: list[str] = field(default_factory=list)  # being synced by another process now
     still_running: bool = False
     waited_s: float = 0.0
     last_sync_at: datetime | None = None  # the oldest last sync of those not synced now
@@ -103,6 +104,11 @@ class Freshness:
         if self.failed:
             who = ", ".join(f"{a} ({c})" for a, c in self.failed)
             return f"could not reach {who}: showing stored mail (last complete sync {when})"
+        if self.busy:
+            return (
+                f"{', '.join(self.busy)} is being synced by another process right now"
+                f" (`mailops sync --watch`?): showing stored mail (last complete sync {when})"
+            )
         return ""
 
 
@@ -128,8 +134,13 @@ class OnDemandSync:
 
         for mb_id in self.mailbox_ids:
             try:
-                r = sync_mailbox(
-                    self.store, self.settings, mb_id, trigger="on_demand", gate=self.gate
+                r = sync_mailbox(  # S14: a sync already running (the watcher) is enough
+                    self.store,
+                    self.settings,
+                    mb_id,
+                    trigger="on_demand",
+                    gate=self.gate,
+                    lease_wait=0.0,
                 )
             except Exception as e:  # noqa: BLE001 - shown as a failed mailbox, never raised
                 from mailops.sync import SyncResult
@@ -202,6 +213,8 @@ def open_timeline(
             if r.status == "ok":
                 fresh.synced.append(r.address)
                 synced_ids.add(r.mailbox_id)
+            elif r.status == "skipped":  # another process syncs it right now
+                fresh.busy.append(r.address)
             else:
                 fresh.failed.append((r.address, r.error_code or r.status))
     with gate if gate is not None else _nogate():

@@ -300,3 +300,19 @@ def test_A1_panel_pick_open_reply_follow_up(team, capsys):
     with Store(team.settings.db) as s:
         log = suggestions(s, "u-anna")
     assert log["outcome"].tolist() == ["sent_as_is"]
+
+
+def test_A1_S14_timeline_does_not_wait_for_a_sync_running_elsewhere(team, capsys):
+    from mailops.lease import leases_for
+
+    _seed(team)
+    mailboxes.update(team.store, team.mailbox.id, last_sync_at=utcnow() - timedelta(hours=1))
+    lease = leases_for(team.store.path).acquire(team.mailbox.id)  # e.g. `sync --watch`
+    try:
+        t0 = time.monotonic()
+        code, out, err = run(capsys, "activities", "c-1", "--as", "u-anna", "--json")
+        took = time.monotonic() - t0
+    finally:
+        lease.release()
+    assert code == 0 and len(json.loads(out)) == 3
+    assert "being synced by another process" in err and took < 5
