@@ -81,10 +81,10 @@ def timeline_html(frame: pd.DataFrame, note: str = "") -> str:
                 for v in (
                     when,
                     arrow,
-                    r.deal or "",
-                    r.mailbox or "",
+                    r.deal if isinstance(r.deal, str) else "",
+                    r.mailbox if isinstance(r.mailbox, str) else "",
                     subject,
-                    r.preview or "",
+                    r.preview if isinstance(r.preview, str) else "",
                     int(r.attachments) or "",
                 )
             )

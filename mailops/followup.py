@@ -137,6 +137,7 @@ def waiting_threads(
     if df.empty:
         return df
     df = df.merge(fstore.outcomes_by_message(store), on="last_message_id", how="left")
+    df["suggestion_id"] = df["suggestion_id"].astype("Int64")
     # one follow-up per thread: a couple on one thread (both primary customers) is one
     # conversation; the customer with a suggestion already, else the first id, stands for it
     df = df.sort_values(["thread", "suggestion_id", "customer_id"], na_position="last")
