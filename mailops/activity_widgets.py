@@ -252,7 +252,11 @@ class ActivityPanel:
             return
         try:
             with _store(self.settings) as store:
-                self._say(message_html(open_message(store, self.user_id, self.message.value)))
+                view = open_message(store, self.user_id, self.message.value, mark_read=True)
+                self._say(message_html(view))
+                from mailops.notifications import list_notifications
+
+                self.notes.value = notifications_html(list_notifications(store, self.user_id))
         except MailopsError as e:
             self._say(f"<b>{html.escape(e.one_line())}</b>")
 

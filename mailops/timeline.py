@@ -279,8 +279,11 @@ def _message_key(store: Store, ref: str) -> str:
     return str(found) if found else (normalize_message_id(ref) or ref)
 
 
-def open_message(store: Store, who: Viewer | str | None, ref: str) -> MessageView:
-    """The stored message REF (its id or Message-ID) if WHO may see it."""
+def open_message(
+    store: Store, who: Viewer | str | None, ref: str, *, mark_read: bool = False
+) -> MessageView:
+    """The stored message REF (its id or Message-ID) if WHO may see it; MARK_READ marks
+    WHO's own notification of it read (N1: opening an email is reading it)."""
     viewer = _viewer(store, who)
     key = _message_key(store, ref)
     row = tl.message_row(store, viewer, key)
@@ -322,6 +325,10 @@ def open_message(store: Store, who: Viewer | str | None, ref: str) -> MessageVie
         else:
             text = ""
         attachments = tl.attachments_of(store, key)
+    if mark_read and viewer.reads_bodies:
+        from mailops.store.notifications import mark_message_read
+
+        mark_message_read(store, viewer.user_id, key)
     return MessageView(
         id=key,
         headers=headers,

@@ -131,3 +131,16 @@ def test_N1_digest_goes_through_the_users_own_mailbox_once(team, capsys, mailser
     assert team.store.scalar("SELECT state FROM outbox ORDER BY id DESC LIMIT 1") == "sent"
     code, out, _ = run(capsys, "notifications", "digest", "--user", "u-anna")
     assert "nothing new" in out and len(mailserver.smtp_messages) == before + 1
+
+
+def test_N1_opening_the_message_reads_its_notification(team, capsys):
+    team.deliver("c-1", "open me")
+    _wait_delivered(team, 1)
+    sync_mailbox(team.store, team.settings, team.mailbox)
+    mid = team.store.scalar("SELECT id FROM messages WHERE subject = 'open me'")
+    unread = "SELECT user_id FROM notifications WHERE read_at IS NULL ORDER BY 1"
+    code, _, _ = run(capsys, "message", "show", mid, "--as", "u-anna", "--keep-unread")
+    assert code == 0 and team.store.rows(unread) == [("u-anna",), ("u-bob",)]
+    code, out, _ = run(capsys, "message", "show", mid, "--as", "u-anna")
+    assert code == 0 and "open me" in out
+    assert team.store.rows(unread) == [("u-bob",)]  # Bob's (deal owner) stays his to read

@@ -125,9 +125,10 @@ def message() -> None:
     help="Print the sanitized HTML (remote content blocked) instead of text.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Headers, text and attachments as JSON.")
+@click.option("--keep-unread", is_flag=True, help="Leave your notification of it unread.")
 @pass_ctx
 def message_show(
-    ctx: Context, message_id: str, viewer: str, show_html: bool, as_json: bool
+    ctx: Context, message_id: str, viewer: str, show_html: bool, as_json: bool, keep_unread: bool
 ) -> None:
     """Headers, the text body (or the sanitized HTML as text) and the attachments of
     MESSAGE_ID (the id in `mailops activities`, or a Message-ID)."""
@@ -135,7 +136,7 @@ def message_show(
 
     from mailops.timeline import open_message
 
-    v = open_message(ctx.store(), viewer, message_id)
+    v = open_message(ctx.store(), viewer, message_id, mark_read=not keep_unread)
     atts = [
         {
             "id": f"{v.id}#{int(r.part_index)}",

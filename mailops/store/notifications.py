@@ -19,6 +19,7 @@ from mailops.store import Store
 __all__ = [
     "digest_rows",
     "mark_digested",
+    "mark_message_read",
     "mark_read",
     "notification_frame",
     "notify_new_inbound",
@@ -138,6 +139,16 @@ def mark_read(store: Store, users: Sequence[str] | None, ids: Sequence[int] | No
         n = int(store.scalar(f"SELECT count(*) FROM notifications WHERE {where}", params))
         store.execute(f"UPDATE notifications SET read_at = ? WHERE {where}", [_now(), *params])
     return n
+
+
+def mark_message_read(store: Store, user_id: str, message_id: str) -> int:
+    """USER_ID opened MESSAGE_ID: his notification of it (if any) is read."""
+    rows = store.rows(
+        "UPDATE notifications SET read_at = ? WHERE user_id = ? AND message_id = ?"
+        " AND read_at IS NULL RETURNING id",
+        [_now(), user_id, message_id],
+    )
+    return len(rows)
 
 
 def digest_rows(store: Store, user_id: str) -> pd.DataFrame:
