@@ -316,3 +316,34 @@ def test_A1_S14_timeline_does_not_wait_for_a_sync_running_elsewhere(team, capsys
         lease.release()
     assert code == 0 and len(json.loads(out)) == 3
     assert "being synced by another process" in err and took < 5
+
+
+def test_A1_big_attachment_saved_whole_too_large_one_refused_no_message_id_opens(
+    team, capsys, tmp_path
+):
+    # 20-50 MB messages need i10a's bounded-memory blob store (S12); until then one over the
+    # 10 MB attachment cap, each synced alone
+    c1, mb = team.address("c-1"), team.mailbox.address
+    big = bytes(range(256)) * (6 * 1024 * 1024 // 256)  # 6 MB, under the cap
+    huge = b"x" * (11 * 1024 * 1024)  # over it (S10)
+    no_id = make_msg(c1, mb, subject="no id").replace(b"Message-ID:", b"X-Old-Id:")
+    for raw in (
+        message(c1, mb, "Big plans", "attached", attachments=(("plans.bin", big),)).as_bytes(),
+        message(c1, mb, "Huge scan", "attached", attachments=(("scan.tif", huge),)).as_bytes(),
+        no_id,
+    ):
+        append(team.mailserver, mb, team.password, [raw])
+        sync_mailbox(team.store, team.settings, team.mailbox)
+    ids = dict(team.store.rows("SELECT subject, id FROM messages"))
+    code, out, err = run(
+        capsys, "attachment", "save", ids["Big plans"], "--as", "u-anna", "--to", str(tmp_path)
+    )
+    assert code == 0, err
+    assert Path(out.strip()).read_bytes() == big
+    code, _, err = run(
+        capsys, "attachment", "save", ids["Huge scan"], "--as", "u-anna", "--to", str(tmp_path)
+    )
+    assert code != 0 and err.count("\n") == 1 and "too_large" in err
+    assert ids["no id"].startswith("sha256:")
+    code, out, _ = run(capsys, "message", "show", ids["no id"], "--as", "u-anna")
+    assert code == 0 and "Subject: no id" in out
