@@ -30,6 +30,7 @@ customers import in bounded memory. ``check=True`` runs the same import and roll
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,6 +42,7 @@ from email.headerregistry import Address
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from mailops.errors import DirectoryError
@@ -75,11 +77,15 @@ REQUIRED = {
     "customers": ("id",),
     "deals": ("id",),
 }
+log = logging.getLogger(__name__)
 KEEP: Any = object()  # "column absent: leave the stored value alone"
 KINDS = ("users", "customers", "deals")
 CHUNK_ROWS = 50_000  # rows staged per INSERT
 PLAN_BATCH = 20_000  # customers with changed addresses planned at a time
-IMPORT_MEMORY_LIMIT = "256MB"  # DuckDB's buffer pool during an import; it spills beyond
+PLAN_SLICE = 100_000  # staged customers whose address state is aggregated at a time
+# DuckDB's memory during an import (it spills beyond); an import that needs more is run
+# again with the next one (a store of millions of customers: its indexes must fit).
+IMPORT_MEMORY_LIMITS: tuple[str | None, ...] = ("256MB", "1GB", "4GB")
 
 
 @dataclass
@@ -316,7 +322,7 @@ class Rows:
     kind: str
     label: str
     header: list[str]
-    rows: Iterable[tuple[int, Sequence[Any]]]
+    open: Callable[[], Iterable[tuple[int, Sequence[Any]]]]  # the rows, from the start
     notes: list[str] = field(default_factory=list)
     text: bool = False  # every cell is a str (a CSV file)
     width: int = 0  # fields of the header row, trailing empty names included
@@ -325,8 +331,9 @@ class Rows:
 def _frame_rows(df: pd.DataFrame | Iterable[dict[str, Any]], kind: str, label: str) -> Rows:
     frame = df if isinstance(df, pd.DataFrame) else pd.DataFrame(list(df))
     header = [str(c).strip().lower() for c in frame.columns]
-    rows = enumerate(frame.itertuples(index=False, name=None), start=1)
-    return Rows(kind, label, header, rows)
+    return Rows(
+        kind, label, header, lambda: enumerate(frame.itertuples(index=False, name=None), start=1)
+    )
 
 
 def _has_line_break(text: str) -> bool:
@@ -407,7 +414,7 @@ def _stage(store: Store, source: Rows) -> list[str]:
             values.clear()
 
     text_cells = source.text
-    for n, cells in source.rows:
+    for n, cells in source.open():
         rid = _text(cells[id_index])
         if rid is None:
             raise DirectoryError(f"{label} row {n}: missing id", code="bad_row")
@@ -470,13 +477,36 @@ def import_directory(
 def import_rows(
     store: Store, sources: Sequence[Rows], at: datetime | None = None, *, check: bool = False
 ) -> ImportResult:
-    """The import of already opened inputs (``Rows``): staged, checked, applied (or, with
-    CHECK, rolled back)."""
+    """The import of opened inputs (``Rows``): staged, checked, applied (or, with CHECK,
+    rolled back). DuckDB's memory is capped; an import that needs more (the indexes of a
+    store of millions of customers must fit) is rolled back and run again with a larger cap."""
     at = q.naive_utc(at).replace(microsecond=0)
+    limits = IMPORT_MEMORY_LIMITS if store.path != ":memory:" else (None,)
+    for i, limit in enumerate(limits):
+        try:
+            return _import_once(store, sources, at, check, limit)
+        except duckdb.OutOfMemoryException:
+            if i + 1 == len(limits):
+                raise DirectoryError(
+                    f"the import ran out of memory with DuckDB's limit at {limit}",
+                    code="out_of_memory",
+                    guidance="split the files, or free memory on this machine",
+                ) from None
+            log.warning(
+                "directory import: DuckDB needed more than %s; again with %s", limit, limits[i + 1]
+            )
+    raise AssertionError("unreachable")
+
+
+def _import_once(
+    store: Store, sources: Sequence[Rows], at: datetime, check: bool, limit: str | None
+) -> ImportResult:
     result = ImportResult(at=at, checked=check)
     by_kind = {s.kind: s for s in sources}
+    for source in sources:
+        source.notes.clear()
     try:
-        with _memory_capped(store), store.transaction():
+        with _memory_capped(store, limit), store.transaction():
             present = {
                 s.kind: _stage(store, s) for s in sorted(sources, key=lambda s: KINDS.index(s.kind))
             }
@@ -501,19 +531,21 @@ def import_rows(
 
 
 @contextmanager
-def _memory_capped(store: Store) -> Iterator[None]:
+def _memory_capped(store: Store, limit: str | None) -> Iterator[None]:
     """DuckDB keeps every block it touched cached up to its memory limit (80% of RAM by
-    default): cap it for the import, restore it after."""
-    if store.path == ":memory:":  # nowhere to spill
+    default): cap it for the import at LIMIT (None: leave it), restore it after."""
+    store.execute("SET enable_progress_bar = false")  # no bar on the CLI's output
+    if limit is None:
         yield
         return
     before = store.scalar("SELECT current_setting('memory_limit')")
-    store.execute(f"SET memory_limit = '{IMPORT_MEMORY_LIMIT}'")
-    store.execute("SET enable_progress_bar = false")  # no bar on the CLI's output
+    store.execute(f"SET memory_limit = '{limit}'")
+    store.execute("SET preserve_insertion_order = false")  # less to hold; we ORDER BY
     try:
         yield
     finally:
         store.execute(f"SET memory_limit = '{before}'")
+        store.execute("RESET preserve_insertion_order")
 
 
 def _check_references(
@@ -546,7 +578,7 @@ def _import_customers(
     q.create_force(store, "_force_customers")
     email, additional = "email" in present, "additional_emails" in present
     if email or additional:
-        q.plan_addresses(store, email, additional)
+        q.plan_addresses(store, email, additional, PLAN_SLICE)
         result.addresses_added += q.append_simple_addresses(store, at, q.SINCE_ALWAYS)
         cols = [c for c in ("email", "primary_since", "additional_emails") if c in present]
         for batch in q.changed_address_batches(store, cols, PLAN_BATCH):
@@ -697,9 +729,8 @@ def csv_rows(path: str | Path, kind: str) -> Rows:
         raise DirectoryError(
             f"{label}: column(s) {', '.join(repeated)} twice in the header", code="bad_file"
         )
-    source = Rows(kind, label, names, (), text=True)
+    source = Rows(kind, label, names, lambda: _csv_records(p, source), text=True)
     source.width = len(raw)
-    source.rows = _csv_records(p, source)
     return source
 
 

@@ -600,5 +600,24 @@ def test_directory_chunked_import_equals_one_chunk(
         expected = history(one)
     monkeypatch.setattr(directory, "CHUNK_ROWS", 1)
     monkeypatch.setattr(directory, "PLAN_BATCH", 1)
+    monkeypatch.setattr(directory, "PLAN_SLICE", 1)
     with Store(tmp_path / "many.duckdb") as many:
         assert history(many) == expected
+
+
+def test_directory_import_out_of_memory_runs_again_with_a_larger_cap(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mailops.directory as directory
+
+    monkeypatch.setattr(directory, "IMPORT_MEMORY_LIMITS", ("512KB", "256MB"))
+    with Store(tmp_path / "s.duckdb") as store:
+        with caplog.at_level("WARNING", logger="mailops.directory"):
+            result = import_directory(store, users_df(), customers_df(), deals_df(), at=T0)
+        assert "DuckDB needed more than 512KB; again with 256MB" in caplog.text
+        assert (result.customers.inserted, q.counts(store)["customer_addresses"]) == (3, 4)
+        monkeypatch.setattr(directory, "IMPORT_MEMORY_LIMITS", ("512KB",))
+        with pytest.raises(DirectoryError) as err:
+            import_directory(store, customers=customers_df(c1={"name": "Zoe"}), at=T1)
+        assert err.value.code == "out_of_memory"
+        assert q.counts(store)["customers"] == 3 and q.get_customer(store, "c1")["name"] != "Zoe"

@@ -261,9 +261,12 @@ def drop_stages(store: Store) -> None:
 
 def first_duplicate(store: Store, kind: str) -> tuple[int, str] | None:
     """(row, id) of the first row whose id an earlier row of the same file has."""
-    rows = store.rows(
-        f"SELECT n, id FROM (SELECT n, id, row_number() OVER (PARTITION BY id ORDER BY n) AS k"
-        f" FROM {stage_table(kind)}) WHERE k = 2 ORDER BY n LIMIT 1"
+    stage = stage_table(kind)
+    rows = store.rows(  # an aggregate, not a window: DuckDB spills it under the memory cap
+        f"WITH firsts AS (SELECT id, min(n) AS first FROM {stage} GROUP BY id"
+        "  HAVING count(*) > 1)"
+        f" SELECT s.n, s.id FROM {stage} s JOIN firsts f ON f.id = s.id WHERE s.n > f.first"
+        " ORDER BY s.n LIMIT 1"
     )
     return (int(rows[0][0]), rows[0][1]) if rows else None
 
@@ -324,8 +327,10 @@ def apply_upsert(
     [(inserted, updated, unchanged, new_ids, changed_ids)] = store.rows(
         "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE is_changed),"
         " count(*) FILTER (WHERE NOT is_new AND NOT is_changed),"
-        " coalesce(list(id ORDER BY id) FILTER (WHERE is_new), [])[:?],"
-        " coalesce(list(id ORDER BY id) FILTER (WHERE is_changed), [])[:?]"
+        f" (SELECT coalesce(list(id), []) FROM (SELECT id FROM _plan_{kind} WHERE is_new"
+        "   ORDER BY id LIMIT ?)),"
+        f" (SELECT coalesce(list(id), []) FROM (SELECT id FROM _plan_{kind} WHERE is_changed"
+        "   ORDER BY id LIMIT ?))"
         f" FROM _plan_{kind}",
         [sample, sample],
     )
@@ -345,7 +350,7 @@ def apply_upsert(
     return int(inserted), int(updated), int(unchanged), list(new_ids), list(changed_ids)
 
 
-def plan_addresses(store: Store, email: bool, additional: bool) -> None:
+def plan_addresses(store: Store, email: bool, additional: bool, slice_rows: int = 100_000) -> None:
     """``_addr_state``: per staged customer its open primary (``current``), open additional
     addresses, whether it ever had a primary, and what the file wants. ``simple`` customers
     (no open address, never a primary) get their rows by ``append_simple_addresses``;
@@ -364,23 +369,29 @@ def plan_addresses(store: Store, email: bool, additional: bool) -> None:
         if additional
         else "FALSE"
     )
-    store.execute(
-        "CREATE OR REPLACE TEMP TABLE _addr_state AS"
-        " WITH open_rows AS ("
+    # Per slice of the file: the per-customer aggregates (lists) of a million customers at
+    # once do not fit the import's memory cap, and DuckDB cannot spill them.
+    select = (
+        f" WITH part AS (SELECT * FROM {s} WHERE n > ? AND n <= ?),"
+        " open_rows AS ("
         "  SELECT a.customer_id,"
         "   arg_max(a.address, {'f': a.valid_from, 'i': a.id}) FILTER (WHERE a.is_primary)"
         "    AS current,"
         "   list(a.address ORDER BY a.valid_from, a.id) FILTER (WHERE NOT a.is_primary) AS additional"
-        f"  FROM customer_addresses a SEMI JOIN {s} s ON s.id = a.customer_id"
+        "  FROM customer_addresses a SEMI JOIN part s ON s.id = a.customer_id"
         "  WHERE a.valid_to IS NULL GROUP BY 1),"
         " history AS (SELECT DISTINCT a.customer_id FROM customer_addresses a"
-        f"  SEMI JOIN {s} s ON s.id = a.customer_id WHERE a.is_primary)"
-        f" SELECT s.n, s.id, (o.customer_id IS NULL AND h.customer_id IS NULL) AS simple,"
+        "  SEMI JOIN part s ON s.id = a.customer_id WHERE a.is_primary)"
+        " SELECT s.n, s.id, (o.customer_id IS NULL AND h.customer_id IS NULL) AS simple,"
         f"  {want_primary} AS want_primary, {want_additional} AS want_additional,"
         f"  ({primary_differs} OR {additional_differs}) AS differs"
-        f" FROM {s} s LEFT JOIN open_rows o ON o.customer_id = s.id"
+        " FROM part s LEFT JOIN open_rows o ON o.customer_id = s.id"
         " LEFT JOIN history h ON h.customer_id = s.id"
     )
+    last = int(store.scalar(f"SELECT coalesce(max(n), 0) FROM {s}"))
+    store.execute(f"CREATE OR REPLACE TEMP TABLE _addr_state AS {select}", [0, slice_rows])
+    for lo in range(slice_rows, last, slice_rows):
+        store.execute(f"INSERT INTO _addr_state {select}", [lo, lo + slice_rows])
 
 
 def append_simple_addresses(store: Store, at: datetime, since_always: datetime) -> int:
