@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export MAILOPS_DEVSERVER_DIR ?= /tmp/mailops-devserver
 
-.PHONY: help install system-deps test demo lint format lab bench clean
+.PHONY: help install system-deps test demo lint format lab bench soak clean
 
 help:
 	@echo "make demo   - install what is missing, start the local mail server, seed, connect, sync, report"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   - ruff (lint + format check) and mypy"
 	@echo "make lab    - JupyterLab on notebooks/ with the mailops kernel"
 	@echo "make bench  - the sync benchmark against mbsync"
+	@echo "make soak   - kills, network faults, concurrent syncs, send kills, reports during a sync (~15 min)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -51,6 +52,9 @@ lab: install
 
 bench: install
 	$(PY) bench/sync_bench.py
+
+soak: install system-deps
+	$(PY) -m mailops.dev.soak --budget $${SOAK_BUDGET:-1800}
 
 clean:
 	-$(VENV)/bin/mailops devserver stop
