@@ -148,6 +148,7 @@ class ComposePanel:
             style=style,
             layout=w.Layout(width="316px"),
         )
+        self.template.index = 0 if self.template.value is None else self.template.index
         self._pick_only_deal()
         self.customer.observe(lambda _c: self._customer_changed(), names="value")
         self.subject = w.Text(description="Subject", style=style, layout=wide)
@@ -192,7 +193,10 @@ class ComposePanel:
 
     def _pick_only_deal(self) -> None:
         real = [v for _, v in self.deal.options if v is not None]
-        self.deal.value = real[0] if len(real) == 1 else None
+        if len(real) == 1:
+            self.deal.value = real[0]
+        else:
+            self.deal.index = 0  # "(none)" shown, not a blank box
 
     def request(self) -> EmailRequest:
         atts = []
