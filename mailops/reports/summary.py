@@ -14,6 +14,7 @@ __all__ = [
     "accounts_summary",
     "activity_summary",
     "audit_summary",
+    "followups_summary",
     "job_summary",
 ]
 
@@ -166,3 +167,31 @@ def job_summary(runs: pd.DataFrame, by_reason: pd.DataFrame, problems: pd.DataFr
             KeyFigure("problematic mailboxes", _n(len(problems)), "need IT or a reconnect" if len(problems) else "none"),
         ]
     )
+
+
+def followups_summary(waiting: pd.DataFrame, usefulness: dict[str, Any]) -> Summary:
+    """F1: threads waiting each way, the longest wait, and how the suggestions fared."""
+    kinds = waiting["kind"] if "kind" in waiting else pd.Series(dtype=str)
+    longest = waiting.sort_values("business_hours", ascending=False).iloc[0] if len(waiting) else None
+    rate = usefulness.get("sent_as_is_rate")
+    figures = [
+        KeyFigure("waiting for us", _n((kinds == "our_reply").sum()), "the customer wrote last"),
+        KeyFigure("waiting for the customer", _n((kinds == "customer_reply").sum()), "we wrote last"),
+        KeyFigure(
+            "longest wait",
+            f"{float(longest['business_days']):.1f} business days" if longest is not None else "–",
+            str(longest["customer"]) if longest is not None else "",
+        ),
+        KeyFigure(
+            "follow-ups suggested",
+            _n(usefulness.get("suggested", 0)),
+            f"{int(usefulness.get('pending', 0)):,} pending",
+        ),
+        KeyFigure(
+            "sent as drafted",
+            "–" if rate is None else f"{rate:.0%}",
+            f"of {int(usefulness.get('decided', 0)):,} decided"
+            f" ({int(usefulness.get('edited', 0)):,} edited, {int(usefulness.get('discarded', 0)):,} discarded)",
+        ),
+    ]
+    return Summary(figures)
