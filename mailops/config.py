@@ -21,12 +21,12 @@ def _default_devserver_dir() -> str:
 class Settings:
     db: str = "mailops.duckdb"
     secrets_dir: str = ""  # default: "<db>.secrets" beside the store
-    secret_key_file: str = ""  # a key file of your choice; else keyring, else ~/.config/mailops/key
+    secret_key_file: str = ""  # default: "<secrets_dir>/key" (0600) when no keyring/env key
     devserver_dir: str = field(default_factory=_default_devserver_dir)
     reports_dir: str = "reports"
     notebooks_dir: str = "notebooks"
     backfill_days: int = 30  # S2
-    attachment_max_bytes: int = 10 * 1024 * 1024  # S10
+    attachment_max_bytes: int = 50 * 1024 * 1024  # S10 (large ones live in the blob folder)
     send_max_bytes: int = 20 * 1024 * 1024  # total size of one outgoing email
     sync_interval_min: int = 10  # S1: 10-30 minutes, jittered
     sync_interval_max: int = 30
@@ -47,6 +47,8 @@ class Settings:
     google_client_id: str = ""  # C2: Google OAuth "installed app" client id
     google_client_secret: str = ""  # installed-app client secret (not confidential per Google)
     connect_retry_budget: int = 3  # C4: consecutive transient failures before problematic
+    sync_error_retries: int = 3  # S15: tries of a message that fails before it is given up
+    sync_failure_budget: int = 3  # S15: consecutive failed runs of a folder/mailbox -> problematic
     template_timeout: float = 2.0  # E2: seconds one template part may take to render
     template_memory_mb: int = 256  # E2: memory the template renderer may use
     llm_url: str = ""  # F1: OpenAI-compatible endpoint (".../v1"); "" = template drafts

@@ -38,17 +38,19 @@ def plan_folders(
 ) -> tuple[list[FolderInfo], list[tuple[FolderInfo, str]]]:
     """The folders to sync in order (INBOX first), and every other selectable folder with
     the reason it is not examined: ``special_use`` (Drafts/Junk/Trash), ``gmail_labels``
-    (covered by All Mail), ``not_selected`` (the user's choice, S9)."""
+    (covered by All Mail), ``not_selected`` (the user's choice, S9), ``no_select`` (the
+    server says it holds no messages: a container, or a folder it cannot open)."""
     folders: list[FolderInfo] = []
+    skipped: list[tuple[FolderInfo, str]] = []
     for flags, delim, name in listing:
         flags = list(flags)
         if any(_text(f).lower() in ("\\noselect", "\\nonexistent") for f in flags):
+            skipped.append((FolderInfo(name, None, excluded=True), "no_select"))
             continue
         use = special_use_of(flags, name, _text(delim) if delim else None)
         if name.upper() == "INBOX":
             name, use = "INBOX", None
         folders.append(FolderInfo(name, use, excluded=use in NOT_SYNCED))
-    skipped: list[tuple[FolderInfo, str]] = []
     if any(f.special_use == "\\All" for f in folders):  # Gmail: one copy of everything
         skipped += [
             (f, "special_use" if f.excluded else "gmail_labels")

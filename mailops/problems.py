@@ -131,6 +131,25 @@ _R = [
         False,
     ),
     ProblemReason(
+        "folder_failing",
+        "A folder of this mailbox has failed in every recent sync (S15).",
+        "The other folders were synced; this one failed each time, so its new mail is missing."
+        " `mailops audit --runs` and `mailops audit --folders` show the folder and the server's"
+        " answer. Usual causes: the folder is damaged or over a server limit on the provider's"
+        " side (repair or move its mail there), or the user leaves it out of the synced"
+        " folders (S9). Then reconnect the mailbox.",
+        False,
+    ),
+    ProblemReason(
+        "sync_failing",
+        "Every recent sync of this mailbox has failed (S15).",
+        "Not a sign-in problem: the sync itself fails, each run with its error in"
+        " `mailops audit --runs` (disk full, store damaged, a defect in mailops). Fix the cause"
+        " (free disk space, `mailops db status`), or report the run ids with `--debug` output;"
+        " then reconnect the mailbox.",
+        False,
+    ),
+    ProblemReason(
         "unknown",
         "The connection failed for an unrecognised reason.",
         "Treated as transient: mailops probes the server (5 min, doubling to 6 h) and"

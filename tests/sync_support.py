@@ -127,3 +127,51 @@ def without_special_use(mailserver, address: str, folders=("Sent",)) -> None:
     private_users_file(tmp)
     tmp.replace(path)
     time.sleep(1.1)
+
+
+def big_message(
+    frm: str, to: str, attachment_bytes: int, *, subject: str = "signed contract", seed: int = 7
+) -> bytes:
+    """A customer email with one PDF-like attachment of ATTACHMENT_BYTES (base64 on the
+    wire: the message is about 4/3 of that), generated at test time."""
+    import base64
+    import random
+
+    rnd = random.Random(seed)
+    payload = rnd.randbytes(attachment_bytes)
+    b64 = base64.encodebytes(payload)  # 76-char lines
+    head = make_msg(frm, to, subject=subject, body="")
+    header, _, _ = head.partition(b"\r\n\r\n")
+    header = header.replace(
+        b"Content-Type: text/plain; charset=utf-8",
+        b'Content-Type: multipart/mixed; boundary="b1"',
+    )
+    return b"".join(
+        [
+            header,
+            b"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+            b"Dear Sam,\r\nplease find the signed contract and the floor plans attached.\r\n",
+            b'--b1\r\nContent-Type: application/pdf; name="contract.pdf"\r\n',
+            b'Content-Disposition: attachment; filename="contract.pdf"\r\n',
+            b"Content-Transfer-Encoding: base64\r\n\r\n",
+            b64.replace(b"\n", b"\r\n"),
+            b"--b1--\r\n",
+        ]
+    )
+
+
+def maildir_file(mailserver, address: str, needle: bytes, folder: str = "INBOX"):
+    """The Maildir file of ADDRESS's message containing NEEDLE (LAYOUT=fs)."""
+    from pathlib import Path
+
+    local, domain = address.split("@")
+    base = Path(mailserver.root, "mail", domain, local, "Maildir")
+    if folder != "INBOX":
+        base = base / folder
+    lf = needle.replace(b"\r\n", b"\n")  # Dovecot keeps Maildir files with LF line ends
+    for sub in ("new", "cur"):
+        for f in (base / sub).glob("*"):
+            data = f.read_bytes()
+            if needle in data or lf in data:
+                return f
+    raise FileNotFoundError(needle)

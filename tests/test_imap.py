@@ -88,10 +88,10 @@ def test_S11_count_and_partial_fetch(store, settings, password_mailbox, mailserv
         uid = commands.search(c, ["ALL"])[-1]
         whole = commands.fetch(c, [uid], FETCH_BODY)[uid][b"BODY[]"]
         out = io.BytesIO()
-        assert commands.fetch_body_to(c, uid, out, len(whole), chunk=1000) == len(whole)
+        assert commands.fetch_body_to(c, uid, out.write, len(whole), chunk=1000) == len(whole)
         assert out.getvalue() == whole
         with pytest.raises(LookupError):
-            commands.fetch_body_to(c, uid + 100, io.BytesIO(), 0)
+            commands.fetch_body_to(c, uid + 100, io.BytesIO().write, 0)
     finally:
         c.logout()
 

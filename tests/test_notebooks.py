@@ -42,6 +42,9 @@ def test_R2_sync_audit_notebook_values_equal_queries(ran, scope):
     assert got["flagged_days"] == int(audit.reconciliation(scope)["flagged"].sum())
     assert got["flagged_days"] == ran["syn"].expected["flagged_days"]
     assert got["viewer_scope"] == "all"
+    # S11 / S15 sections: the same figures as the queries
+    assert got["not_accounted"] == int(audit.accounting(scope)["not_accounted"].fillna(0).sum())
+    assert got["message_errors"] == len(audit.message_errors(scope))
 
 
 def test_R2_sync_audit_exports_beside_the_report(ran):

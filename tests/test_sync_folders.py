@@ -74,3 +74,30 @@ def test_S9_user_selection_narrows_but_never_adds_drafts():
         ("INBOX", None),
         ("Archive", None),
     ]
+
+
+def test_S11_every_folder_not_synced_says_why():
+    from mailops.folders import plan_folders
+
+    listing = [
+        ((), b"/", "INBOX"),
+        ((b"\\Sent",), b"/", "Sent"),
+        ((b"\\Junk",), b"/", "Junk"),
+        ((), b"/", "Papierkorb"),
+        ((b"\\Noselect",), b"/", "Container"),
+        ((), b"/", "Private"),
+        ((), b"/", "Projects"),
+    ]
+    synced, skipped = plan_folders(listing, ["INBOX", "Sent", "Projects"])
+    assert [f.name for f in synced] == ["INBOX", "Sent", "Projects"]
+    assert [(f.name, why) for f, why in skipped] == [
+        ("Container", "no_select"),
+        ("Junk", "special_use"),
+        ("Papierkorb", "special_use"),
+        ("Private", "not_selected"),
+    ]
+    gmail = [((), b"/", "INBOX"), ((b"\\All",), b"/", "[Gmail]/All Mail"), ((), b"/", "Label")]
+    assert [(f.name, why) for f, why in plan_folders(gmail)[1]] == [
+        ("INBOX", "gmail_labels"),
+        ("Label", "gmail_labels"),
+    ]

@@ -244,7 +244,7 @@ def test_S13_migration_rekeys_an_existing_store_without_losing_a_row(
                 '<p><img src="https://cdn.example/x.png"></p>',
             ],
         )
-        old.execute("INSERT INTO message_raw VALUES (?, ?)", [digest, raw])
+        old.execute("INSERT INTO message_raw (sha256, raw) VALUES (?, ?)", [digest, raw])
         old.execute(
             "INSERT INTO message_places (message_id, mailbox_id, folder, uidvalidity, uid)"
             " VALUES (?, ?, 'INBOX', 1, ?)",

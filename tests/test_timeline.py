@@ -321,8 +321,11 @@ def test_A1_S14_timeline_does_not_wait_for_a_sync_running_elsewhere(team, capsys
 def test_A1_big_attachment_saved_whole_too_large_one_refused_no_message_id_opens(
     team, capsys, tmp_path
 ):
-    # 20-50 MB messages need i10a's bounded-memory blob store (S12); until then one over the
-    # 10 MB attachment cap, each synced alone
+    # the attachment cap (S10) set to 10 MB here: one attachment under it, one over it
+    # (20-50 MB messages themselves: tests/test_sync_robust.py, S12)
+    import dataclasses
+
+    capped = dataclasses.replace(team.settings, attachment_max_bytes=10 * 1024 * 1024)
     c1, mb = team.address("c-1"), team.mailbox.address
     big = bytes(range(256)) * (6 * 1024 * 1024 // 256)  # 6 MB, under the cap
     huge = b"x" * (11 * 1024 * 1024)  # over it (S10)
@@ -333,7 +336,7 @@ def test_A1_big_attachment_saved_whole_too_large_one_refused_no_message_id_opens
         no_id,
     ):
         append(team.mailserver, mb, team.password, [raw])
-        sync_mailbox(team.store, team.settings, team.mailbox)
+        sync_mailbox(team.store, capped, team.mailbox)
     ids = dict(team.store.rows("SELECT subject, id FROM messages"))
     code, out, err = run(
         capsys, "attachment", "save", ids["Big plans"], "--as", "u-anna", "--to", str(tmp_path)

@@ -18,6 +18,19 @@ from mailops.cli.output import Output, emit, output_options, render_table
 @click.option("--summary", is_flag=True, help="Counts by decision and reason.")
 @click.option("--runs", "show_runs", is_flag=True, help="List sync runs instead of messages.")
 @click.option("--reasons", "show_reasons", is_flag=True, help="List the reason codes.")
+@click.option(
+    "--folders",
+    "show_folders",
+    is_flag=True,
+    help="Per folder: what the server holds, what is before the window, what was not"
+    " examined and why (S11).",
+)
+@click.option(
+    "--errors",
+    "show_errors",
+    is_flag=True,
+    help="Messages that could not be fetched, parsed or stored, with attempts and state (S15).",
+)
 @output_options
 @pass_ctx
 def audit_cmd(
@@ -28,6 +41,8 @@ def audit_cmd(
     summary: bool,
     show_runs: bool,
     show_reasons: bool,
+    show_folders: bool,
+    show_errors: bool,
     out: Output,
 ) -> None:
     """The audit ledger: one row per message each sync run examined, stored or skipped with a
@@ -38,8 +53,11 @@ def audit_cmd(
     from mailops.store import sync as q
 
     if show_reasons:
+        from mailops.poison import ERROR_REASONS
+
         df = pd.DataFrame(
-            [(r.code, r.decision, r.rule, r.description) for r in SKIP_REASONS.values()],
+            [(r.code, r.decision, r.rule, r.description) for r in SKIP_REASONS.values()]
+            + [(r.code, "error", r.rule, r.description) for r in ERROR_REASONS.values()],
             columns=["reason", "decision", "rule", "description"],
         )
         emit(df, out)
@@ -50,6 +68,14 @@ def audit_cmd(
     )
     if show_runs:
         emit(q.runs(store, mailbox_id), out, empty="no sync runs yet", what="sync runs")
+        return
+    if show_folders:
+        df = q.folder_accounting(store, mailbox_id)
+        emit(df, out, empty="no folders listed yet", table=_folders_table, what="folders")
+        return
+    if show_errors:
+        df = q.message_errors(store, mailbox_id)
+        emit(df, out, empty="no message errors", table=_errors_table, what="message errors")
         return
     if summary:
         df = q.audit_summary(store, run_id=run_id, mailbox_id=mailbox_id, since=since)
@@ -73,6 +99,21 @@ LEDGER_COLUMNS = [
 
 def _ledger_table(df: pd.DataFrame) -> str:
     return render_table(df[LEDGER_COLUMNS].tail(200))
+
+
+FOLDER_COLUMNS = [
+    "mailbox", "folder", "state", "not_examined_reason", "server_messages", "before_window",
+    "examined_ever", "errors_ever", "not_accounted", "error",
+]  # fmt: skip
+ERROR_COLUMNS = ["mailbox", "folder", "uid", "reason", "attempts", "state", "error"]
+
+
+def _folders_table(df: pd.DataFrame) -> str:
+    return render_table(df[FOLDER_COLUMNS])
+
+
+def _errors_table(df: pd.DataFrame) -> str:
+    return render_table(df[ERROR_COLUMNS])
 
 
 def _summary_lines(df: pd.DataFrame) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from mailops.cli import Context, pass_ctx
@@ -38,15 +40,59 @@ def migrate(ctx: Context) -> None:
 @pass_ctx
 def status(ctx: Context, out: Output) -> None:
     """List migrations, applied or pending, and table row counts."""
-    from mailops.store import Store
+    from mailops.store import Store, blobs
 
     store = Store(ctx.settings.db, migrate=False)
     try:
         if out.is_table:
             click.echo(f"store: {ctx.settings.db}")
         emit(store.status(), out, what="migrations")
+        if out.is_table and "0010_blob_files" in store.applied():
+            click.echo(_blob_lines(blobs.stats(store)))
     finally:
         store.close()
+
+
+def _blob_lines(st: dict[str, Any]) -> str:
+    """Where the bytes of stored mail live (S12): inline in DuckDB or in the blob folder."""
+    from mailops.store.blobs import INLINE_MAX_BYTES
+
+    lines = [
+        f"blobs: {st['blob_folder']} (raw messages and attachments over"
+        f" {INLINE_MAX_BYTES // 1024} KB; back it up with the store)"
+    ]
+    for label, key in (("raw messages", "raw"), ("attachments", "attachments")):
+        lines.append(
+            f"  {label}: inline: {st[f'{key}_inline']} ({_size(st[f'{key}_inline_bytes'])}),"
+            f" in files: {st[f'{key}_in_files']} ({_size(st[f'{key}_in_files_bytes'])})"
+        )
+    lines.append(
+        f"  files on disk: {st['files']} ({_size(st['files_bytes'])}), orphans: {st['orphans']}"
+        + (" (left by an interrupted sync; `mailops db gc` removes them)" if st["orphans"] else "")
+    )
+    return "\n".join(lines)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.0f} B"
+
+
+@db.command("gc")
+@pass_ctx
+def gc(ctx: Context) -> None:
+    """Remove blob files no row refers to (left by a sync killed before its commit)."""
+    from mailops.store import Store, blobs
+
+    store = Store(ctx.settings.db)
+    try:
+        n = blobs.remove_orphans(store)
+    finally:
+        store.close()
+    click.echo(f"removed {n} orphan blob file(s)")
 
 
 def register(cli: click.Group) -> None:

@@ -11,6 +11,7 @@ per-folder engine (``generic.py``), mailops keeps the wire here and the engine i
 """
 
 from imapclient import IMAPClient as Client
+from imapclient.exceptions import IMAPClientAbortError as IMAPAbort
 from imapclient.exceptions import IMAPClientError as IMAPError
 
 from mailops.imap.sessions import (
@@ -19,6 +20,7 @@ from mailops.imap.sessions import (
     close_imap,
     imap_session,
     is_dropped,
+    is_imap_error,
     login,
     login_error_problem,
     open_imap,
@@ -29,6 +31,7 @@ from mailops.imap.special import find_special_folder, special_folders, special_u
 
 __all__ = [
     "Client",
+    "IMAPAbort",
     "IMAPError",
     "Session",
     "SessionPool",
@@ -36,6 +39,7 @@ __all__ = [
     "find_special_folder",
     "imap_session",
     "is_dropped",
+    "is_imap_error",
     "login",
     "login_error_problem",
     "open_imap",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import IO, Any
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -104,9 +104,14 @@ def header_block(record: dict[bytes, Any]) -> bytes:
 
 
 def fetch_body_to(
-    client: IMAPClient, uid: int, out: IO[bytes], size: int, *, chunk: int = 8 * 1024 * 1024
+    client: IMAPClient,
+    uid: int,
+    write: Callable[[bytes], object],
+    size: int,
+    *,
+    chunk: int = 8 * 1024 * 1024,
 ) -> int:
-    """Copy message UID's bytes into OUT by partial fetches (``BODY.PEEK[]<offset.length>``),
+    """Hand message UID's bytes to WRITE by partial fetches (``BODY.PEEK[]<offset.length>``),
     so a big message never sits whole in memory. Returns the number of bytes written.
     Raises LookupError when the message is gone."""
     offset = 0
@@ -118,7 +123,7 @@ def fetch_body_to(
             raise LookupError(f"UID {uid} vanished before its body was fetched")
         if not part:
             break
-        out.write(part)
+        write(part)
         offset += len(part)
         if len(part) < chunk:
             break

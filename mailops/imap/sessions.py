@@ -8,6 +8,7 @@ kept between scheduler rounds, logout.
 from __future__ import annotations
 
 import functools
+import imaplib
 import logging
 import os
 import ssl
@@ -152,8 +153,13 @@ def login(mailbox: Mailbox, settings: Settings, *, secrets: Any = None) -> IMAPC
 
 
 def is_dropped(err: BaseException) -> bool:
-    """A socket or IMAP protocol failure (the session is gone), not a bug of ours."""
-    return isinstance(err, OSError | EOFError) or "imap" in type(err).__module__.lower()
+    """The session is gone (socket error, EOF, imaplib's abort): log in again."""
+    return isinstance(err, OSError | EOFError | imaplib.IMAP4.abort)
+
+
+def is_imap_error(err: BaseException) -> bool:
+    """Any failure of the IMAP conversation (dropped, or a NO/BAD answer), not a bug of ours."""
+    return is_dropped(err) or "imap" in type(err).__module__.lower()
 
 
 class SessionPool:
@@ -232,7 +238,7 @@ def session_for(
         try:
             session: Session[T] = Session(client, first(client), reused=True)
         except Exception as e:
-            if not is_dropped(e):
+            if not is_imap_error(e):
                 close_imap(client)
                 raise
             log.debug("%s: pooled session dropped (%s); logging in", mailbox.address, e)

@@ -12,6 +12,8 @@ import pandas as pd
 from mailops.reports import Scope, where
 
 __all__ = [
+    "accounting",
+    "message_errors",
     "customer_emails",
     "export",
     "ledger",
@@ -25,8 +27,9 @@ __all__ = [
 def reason_label(code: str) -> str:
     """The human description of a skip/store reason (the sync's reason table)."""
     from mailops.match import SKIP_REASONS
+    from mailops.poison import ERROR_REASONS
 
-    r = SKIP_REASONS.get(code)
+    r = SKIP_REASONS.get(code) or ERROR_REASONS.get(code)
     return f"{r.description} ({r.rule})" if r else code
 
 
@@ -213,6 +216,7 @@ def reconciliation(scope: Scope) -> pd.DataFrame:
         "  SELECT lr.mailbox_id, lr.day, lr.run_id, f.folder, f.uidvalidity, f.server_messages,"
         "   lag(f.server_messages) OVER w AS prev_server, lag(lr.run_id) OVER w AS prev_run"
         "  FROM last_run lr JOIN sync_folder_reports f ON f.run_id = lr.run_id"
+        "   AND coalesce(f.state, 'examined') <> 'not_examined'"  # those: accounting()
         "  WINDOW w AS (PARTITION BY lr.mailbox_id, f.folder, f.uidvalidity ORDER BY lr.day)),"
         " seen AS ("
         "  SELECT s.mailbox_id, s.day, s.folder,"
@@ -287,6 +291,37 @@ def _gap_note(
             f"first listing of {baseline} folder(s): {max(not_examined, 0)} older than the window"
         )
     return "; ".join(notes) or "ok"
+
+
+def _visible_mailboxes(scope: Scope) -> list[int]:
+    sql, params = _mailbox_scope(scope)
+    return [
+        int(r[0]) for r in scope.store.rows(f"SELECT mb.id FROM mailboxes mb WHERE {sql}", params)
+    ]
+
+
+def accounting(scope: Scope) -> pd.DataFrame:
+    """S11: every folder of every mailbox at its latest listing: examined, unchanged, failed,
+    or not examined and why; what the server holds, how much of it is older than the window,
+    what the ledger examined; ``not_accounted`` is what none of these explains."""
+    from mailops.store.sync import folder_accounting
+
+    ids = set(_visible_mailboxes(scope))
+    df = folder_accounting(scope.store)
+    df = df[df["mailbox_id"].isin(ids)].reset_index(drop=True)
+    return df.drop(columns=["mailbox_id"])
+
+
+def message_errors(scope: Scope) -> pd.DataFrame:
+    """S15: messages that could not be fetched, parsed or stored: reason, error, attempts,
+    and whether they are still retried, given up or resolved."""
+    from mailops.store.sync import message_errors as errors
+
+    ids = set(_visible_mailboxes(scope))
+    df = errors(scope.store)
+    df = df[df["mailbox_id"].isin(ids)].reset_index(drop=True)
+    df["description"] = [reason_label(c) for c in df["reason"]]
+    return df.drop(columns=["mailbox_id"])
 
 
 def export(df: pd.DataFrame, prefix: str | Path, name: str) -> list[Path]:

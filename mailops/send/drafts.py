@@ -7,7 +7,6 @@ path, or content-addressed in ``attachment_blobs`` when given as bytes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,9 @@ def _attachment_refs(
     refs: list[dict[str, Any]] = []
     for a in items:
         if isinstance(a, Attachment):
-            digest = hashlib.sha256(a.content).hexdigest()
-            store.execute(
-                "INSERT INTO attachment_blobs (sha256, size, content) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                [digest, len(a.content), a.content],
-            )
+            from mailops.store.blobs import add_attachment
+
+            digest = add_attachment(store, a.content)  # a large one goes to the blob folder
             refs.append({"sha256": digest, "filename": a.filename, "content_type": a.content_type})
         else:
             p = Path(a).resolve()
@@ -51,9 +47,9 @@ def _attachments_of(store: Store, draft: Draft) -> list[str | Path | Attachment]
     out: list[str | Path | Attachment] = []
     for ref in draft.attachments:
         if "sha256" in ref:
-            content = store.scalar(
-                "SELECT content FROM attachment_blobs WHERE sha256 = ?", [ref["sha256"]]
-            )
+            from mailops.store.blobs import attachment_bytes
+
+            content = attachment_bytes(store, ref["sha256"])
             if content is None:
                 raise SendRefused(
                     f"attachment {ref['filename']} is gone from the store",

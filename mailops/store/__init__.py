@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -26,6 +26,9 @@ import pandas as pd
 from mailops.errors import StoreBusy, StoreError
 from mailops.files import private_umask, tighten
 from mailops.store.migrations import MIGRATIONS, Migration
+
+if TYPE_CHECKING:
+    from mailops.store.blobs import BlobFolder
 
 __all__ = ["Store", "open_store", "default_db_path"]
 
@@ -57,6 +60,7 @@ class Store:
         self._tx_depth = 0
         self._opened_at = 0.0
         self._on_open: list[str] = []  # connection settings, re-applied after release()
+        self._blobs: Any = None
         if migrate and not read_only:
             self.migrate()
 
@@ -69,6 +73,20 @@ class Store:
                 conn.execute(sql)
             self._conn, self._opened_at = conn, time.monotonic()
         return self._conn
+
+    @property
+    def blobs(self) -> BlobFolder:
+        """The blob folder beside the store (``<path>.blobs``): large raw messages and
+        attachments (``mailops.store.blobs``)."""
+        if self._blobs is None:
+            from mailops.store.blobs import BlobFolder
+
+            self._blobs = BlobFolder.beside(self.path)
+        return self._blobs  # type: ignore[no-any-return]
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._tx_depth > 0
 
     def on_open(self, sql: str) -> None:
         """Run SQL (a connection setting such as ``SET memory_limit``) now and after every

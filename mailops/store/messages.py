@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from mailops.parse import ParsedMessage, parse_message, usable_message_id
 from mailops.safe_html import sanitize_html
-from mailops.store import Store
+from mailops.store import Store, blobs
 
 __all__ = [
     "ActivityRow",
@@ -122,7 +122,7 @@ _LIST = pa.list_(pa.string())
 
 def save_messages(
     store: Store,
-    batch: Sequence[tuple[ParsedMessage, bytes]],
+    batch: Sequence[tuple[ParsedMessage, bytes | blobs.BlobRef]],
     *,
     attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX,
 ) -> set[str]:
@@ -135,7 +135,7 @@ def save_messages(
         return set()
     with store.transaction():
         resolve_identities(store, [p for p, _ in batch])
-        unique: dict[str, tuple[ParsedMessage, bytes]] = {}
+        unique: dict[str, tuple[ParsedMessage, bytes | blobs.BlobRef]] = {}
         for parsed, raw in batch:
             unique.setdefault(parsed.key, (parsed, raw))
         new = set(unique) - existing_ids(store, unique)
@@ -169,23 +169,14 @@ def save_messages(
             }
         )
         _insert(store, "messages", msgs)
-        raws: dict[str, bytes] = {}
+        raws: dict[str, blobs.Content] = {}
         for p, raw in items:
             raws.setdefault(p.raw_sha256, raw)
-        _insert(
-            store,
-            "message_raw",
-            pa.table(
-                {
-                    "sha256": pa.array(list(raws), pa.string()),
-                    "raw": pa.array(list(raws.values()), pa.binary()),
-                }
-            ),
-        )
+        _insert(store, "message_raw", blobs.raw_table(store, raws))  # large ones: blob folder
         att_rows: list[
             tuple[str, int, str | None, str, int, str | None, str | None, str | None]
         ] = []
-        blobs: dict[str, bytes] = {}
+        contents: dict[str, blobs.Content] = {}
         for p, _ in items:
             for a in p.attachments:
                 row = (p.key, a.part_index, a.filename, a.content_type, a.size)
@@ -193,7 +184,7 @@ def save_messages(
                     att_rows.append((*row, None, "too_large", a.content_id))
                     continue
                 digest = a.sha256
-                blobs.setdefault(digest, a.content)
+                contents.setdefault(digest, getattr(a, "blob", None) or a.content)
                 att_rows.append((*row, digest, None, a.content_id))
         if att_rows:
             cols = list(zip(*att_rows, strict=True))
@@ -213,18 +204,8 @@ def save_messages(
                     }
                 ),
             )
-        if blobs:
-            _insert(
-                store,
-                "attachment_blobs",
-                pa.table(
-                    {
-                        "sha256": pa.array(list(blobs), pa.string()),
-                        "size": pa.array([len(b) for b in blobs.values()], pa.int64()),
-                        "content": pa.array(list(blobs.values()), pa.binary()),
-                    }
-                ),
-            )
+        if contents:
+            _insert(store, "attachment_blobs", blobs.attachment_table(store, contents))
     return new
 
 
@@ -397,11 +378,8 @@ def message_places(store: Store, message_id: str) -> pd.DataFrame:
 
 def raw_bytes(store: Store, message_id: str) -> bytes | None:
     """The raw bytes of a stored message (so it can always be re-parsed)."""
-    row = store.rows(
-        "SELECT r.raw FROM messages m JOIN message_raw r ON r.sha256 = m.raw_sha256 WHERE m.id = ?",
-        [message_id],
-    )
-    return bytes(row[0][0]) if row else None
+    sha = store.scalar("SELECT raw_sha256 FROM messages WHERE id = ?", [message_id])
+    return blobs.raw_bytes(store, sha) if sha else None
 
 
 # -- identity (S13) ---------------------------------------------------------------------

@@ -448,4 +448,70 @@ MIGRATIONS: list[Migration] = [
         """,
         run=_rekey_identities,
     ),
+    Migration(
+        "0010_blob_files",
+        """
+        -- S12: large raw messages / attachments live in the blob folder beside the store
+        -- (store/blobs.py); the row stays as their catalog entry, without the bytes.
+        ALTER TABLE message_raw ALTER COLUMN raw DROP NOT NULL;
+        ALTER TABLE message_raw ADD COLUMN size BIGINT;
+        ALTER TABLE message_raw ADD COLUMN in_file BOOLEAN DEFAULT FALSE;
+        UPDATE message_raw SET size = octet_length(raw), in_file = FALSE;
+        ALTER TABLE attachment_blobs ALTER COLUMN content DROP NOT NULL;
+        ALTER TABLE attachment_blobs ADD COLUMN in_file BOOLEAN DEFAULT FALSE;
+        UPDATE attachment_blobs SET in_file = FALSE;
+        """,
+    ),
+    Migration(
+        "0011_message_errors",
+        """
+        -- S15: a message that could not be fetched, parsed or stored (its ledger row says
+        -- decision='error'); retried on later runs up to a bound, then given up.
+        CREATE TABLE message_errors (
+            mailbox_id BIGINT NOT NULL,
+            folder VARCHAR NOT NULL,
+            uidvalidity BIGINT NOT NULL,
+            uid BIGINT NOT NULL,
+            reason VARCHAR NOT NULL,             -- fetch_failed | parse_failed | store_failed
+            error VARCHAR,                       -- one line, no secrets
+            attempts INTEGER NOT NULL DEFAULT 1,
+            state VARCHAR NOT NULL DEFAULT 'retrying', -- retrying | given_up | resolved
+            first_run_id BIGINT,
+            last_run_id BIGINT,
+            first_failed_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            last_failed_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP,
+            resolved_at TIMESTAMP,
+            PRIMARY KEY (mailbox_id, folder, uidvalidity, uid)
+        );
+        -- S15: consecutive runs in which a folder failed (reset by a good run of it).
+        CREATE TABLE folder_failures (
+            mailbox_id BIGINT NOT NULL,
+            folder VARCHAR NOT NULL,
+            consecutive INTEGER NOT NULL DEFAULT 0,
+            error_code VARCHAR,
+            error VARCHAR,
+            last_run_id BIGINT,
+            last_failed_at TIMESTAMP,
+            PRIMARY KEY (mailbox_id, folder)
+        );
+        ALTER TABLE mailboxes ADD COLUMN failed_runs INTEGER DEFAULT 0; -- consecutive (S15)
+        ALTER TABLE sync_runs ADD COLUMN errors BIGINT DEFAULT 0;          -- decision = 'error' rows
+        """,
+    ),
+    Migration(
+        "0012_folder_accounting",
+        """
+        -- S11: every folder of every run is accounted for: examined, unchanged (nothing new
+        -- since the checkpoint), not examined (why), or failed; and how many messages the
+        -- server holds before the backfill window.
+        ALTER TABLE sync_folder_reports ADD COLUMN state VARCHAR DEFAULT 'examined';
+        ALTER TABLE sync_folder_reports ADD COLUMN not_examined_reason VARCHAR;
+        ALTER TABLE sync_folder_reports ADD COLUMN special_use VARCHAR;
+        ALTER TABLE sync_folder_reports ADD COLUMN before_window BIGINT;
+        ALTER TABLE sync_folder_reports ADD COLUMN window_start TIMESTAMP;
+        ALTER TABLE sync_folder_reports ADD COLUMN errors BIGINT DEFAULT 0;
+        ALTER TABLE sync_folder_reports ADD COLUMN error VARCHAR;
+        ALTER TABLE folder_checkpoints ADD COLUMN before_window BIGINT;
+        """,
+    ),
 ]

@@ -8,9 +8,12 @@ run killed half-way never looks "unchanged" to the next one.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,7 +34,17 @@ __all__ = [
     "checkpoints_for",
     "directory_rows",
     "finish_run",
+    "count_failed_run",
+    "folder_accounting",
+    "folder_failed",
     "folder_reports",
+    "folders_ok",
+    "message_errors",
+    "record_errors",
+    "replay_pending_runs",
+    "resolve_errors",
+    "retries_for",
+    "save_pending_runs",
     "insert_finished_runs",
     "insert_run",
     "mark_stale_runs",
@@ -89,13 +102,15 @@ class Checkpoint:
     highestmodseq: int | None
     uidnext: int | None
     messages: int | None
+    before_window: int | None = None  # server messages older than the window (S11)
+
+
+_CP_COLS = "folder, uidvalidity, last_uid, highestmodseq, uidnext, messages, before_window"
 
 
 def checkpoints(store: Store, mailbox_id: int) -> dict[str, Checkpoint]:
     rows = store.rows(
-        "SELECT folder, uidvalidity, last_uid, highestmodseq, uidnext, messages"
-        " FROM folder_checkpoints WHERE mailbox_id = ?",
-        [mailbox_id],
+        f"SELECT {_CP_COLS} FROM folder_checkpoints WHERE mailbox_id = ?", [mailbox_id]
     )
     return {r[0]: Checkpoint(*r) for r in rows}
 
@@ -103,10 +118,12 @@ def checkpoints(store: Store, mailbox_id: int) -> dict[str, Checkpoint]:
 def save_checkpoint(store: Store, mailbox_id: int, cp: Checkpoint) -> None:
     store.execute(
         "INSERT INTO folder_checkpoints (mailbox_id, folder, uidvalidity, last_uid, highestmodseq,"
-        " uidnext, messages, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " uidnext, messages, before_window, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (mailbox_id, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,"
         " last_uid = excluded.last_uid, highestmodseq = excluded.highestmodseq,"
-        " uidnext = excluded.uidnext, messages = excluded.messages, updated_at = excluded.updated_at",
+        " uidnext = excluded.uidnext, messages = excluded.messages,"
+        " before_window = coalesce(excluded.before_window, folder_checkpoints.before_window),"
+        " updated_at = excluded.updated_at",
         [
             mailbox_id,
             cp.folder,
@@ -115,6 +132,7 @@ def save_checkpoint(store: Store, mailbox_id: int, cp: Checkpoint) -> None:
             cp.highestmodseq,
             cp.uidnext,
             cp.messages,
+            cp.before_window,
             _now(),
         ],
     )
@@ -143,12 +161,13 @@ def insert_finished_runs(store: Store, rows: Sequence[dict[str, Any]]) -> None:
         return
     cols = [
         "id", "mailbox_id", "trigger", "started_at", "finished_at", "status", "examined",
-        "stored", "skipped", "linked", "error_code", "error_message", "duration_s",
+        "stored", "skipped", "linked", "errors", "error_code", "error_message", "duration_s",
     ]  # fmt: skip
     types = {
         "id": pa.int64(), "mailbox_id": pa.int64(), "started_at": pa.timestamp("us"),
         "finished_at": pa.timestamp("us"), "examined": pa.int64(), "stored": pa.int64(),
-        "skipped": pa.int64(), "linked": pa.int64(), "duration_s": pa.float64(),
+        "skipped": pa.int64(), "linked": pa.int64(), "errors": pa.int64(),
+        "duration_s": pa.float64(),
     }  # fmt: skip
     t = pa.table({c: pa.array([r.get(c) for r in rows], types.get(c, pa.string())) for c in cols})
     _bulk(store, "sync_runs", t)
@@ -159,11 +178,20 @@ def add_folder_reports(store: Store, rows: Sequence[dict[str, Any]]) -> None:
         return
     cols = [
         "run_id", "mailbox_id", "folder", "uidvalidity", "server_messages", "server_uidnext",
-        "highestmodseq", "examined", "stored", "skipped",
+        "highestmodseq", "examined", "stored", "skipped", "state", "not_examined_reason",
+        "special_use", "before_window", "window_start", "errors", "error",
     ]  # fmt: skip
+    text = {"folder", "state", "not_examined_reason", "special_use", "error"}
     t = pa.table(
         {
-            c: pa.array([r.get(c) for r in rows], pa.string() if c == "folder" else pa.int64())
+            c: pa.array(
+                [r.get(c) for r in rows],
+                pa.string()
+                if c in text
+                else pa.timestamp("us")
+                if c == "window_start"
+                else pa.int64(),
+            )
             for c in cols
         }
     )
@@ -178,8 +206,8 @@ def mark_synced(store: Store, mailbox_ids: Sequence[int], at: datetime) -> None:
     store.conn.register("_synced_ids", t)
     try:
         store.execute(
-            "UPDATE mailboxes SET last_sync_at = ?, last_good_sync_at = ?, transient_failures = 0"
-            " WHERE id IN (SELECT id FROM _synced_ids)",
+            "UPDATE mailboxes SET last_sync_at = ?, last_good_sync_at = ?, transient_failures = 0,"
+            " failed_runs = 0 WHERE id IN (SELECT id FROM _synced_ids)",
             [at, at],
         )
     finally:
@@ -210,6 +238,8 @@ def mark_stale_runs(store: Store, mailbox_ids: Sequence[int]) -> int:
             " stored = (SELECT count(*) FILTER (WHERE decision = 'stored') FROM audit_ledger l"
             "           WHERE l.run_id = sync_runs.id),"
             " skipped = (SELECT count(*) FILTER (WHERE decision = 'skipped') FROM audit_ledger l"
+            "           WHERE l.run_id = sync_runs.id),"
+            " errors = (SELECT count(*) FILTER (WHERE decision = 'error') FROM audit_ledger l"
             "           WHERE l.run_id = sync_runs.id)"
             " WHERE status = 'running' AND list_contains(?, mailbox_id)",
             [_now(), ids],
@@ -220,8 +250,7 @@ def mark_stale_runs(store: Store, mailbox_ids: Sequence[int]) -> int:
 def checkpoints_for(store: Store, mailbox_ids: Sequence[int]) -> dict[int, dict[str, Checkpoint]]:
     out: dict[int, dict[str, Checkpoint]] = {i: {} for i in mailbox_ids}
     rows = store.rows(
-        "SELECT mailbox_id, folder, uidvalidity, last_uid, highestmodseq, uidnext, messages"
-        " FROM folder_checkpoints WHERE list_contains(?, mailbox_id)",
+        f"SELECT mailbox_id, {_CP_COLS} FROM folder_checkpoints WHERE list_contains(?, mailbox_id)",
         [list(mailbox_ids)],
     )
     for r in rows:
@@ -241,10 +270,11 @@ def finish_run(
     duration_s: float,
     error_code: str | None = None,
     error_message: str | None = None,
+    errors: int = 0,
 ) -> None:
     store.execute(
         "UPDATE sync_runs SET finished_at = ?, status = ?, examined = ?, stored = ?, skipped = ?,"
-        " linked = ?, duration_s = ?, error_code = ?, error_message = ? WHERE id = ?",
+        " linked = ?, errors = ?, duration_s = ?, error_code = ?, error_message = ? WHERE id = ?",
         [
             _now(),
             status,
@@ -252,6 +282,7 @@ def finish_run(
             stored,
             skipped,
             linked,
+            errors,
             duration_s,
             error_code,
             error_message,
@@ -364,7 +395,7 @@ def audit_summary(
 def runs(store: Store, mailbox_id: int | None = None, limit: int = 50) -> pd.DataFrame:
     sql = (
         "SELECT r.id, r.mailbox_id, mb.address AS mailbox, r.trigger, r.started_at, r.finished_at,"
-        " r.status, r.examined, r.stored, r.skipped, r.linked, r.duration_s, r.error_code,"
+        " r.status, r.examined, r.stored, r.skipped, r.linked, r.errors, r.duration_s, r.error_code,"
         " r.error_message FROM sync_runs r LEFT JOIN mailboxes mb ON mb.id = r.mailbox_id"
     )
     if mailbox_id is not None:
@@ -378,3 +409,242 @@ def folder_reports(store: Store, run_id: int) -> pd.DataFrame:
     return store.query(
         "SELECT * FROM sync_folder_reports WHERE run_id = ? ORDER BY folder", [run_id]
     )
+
+
+# -- poison messages and failing folders (S15) ---------------------------------------------
+def retries_for(
+    store: Store, mailbox_ids: Sequence[int]
+) -> dict[int, dict[tuple[str, int], dict[int, int]]]:
+    """Messages still to retry: mailbox -> (folder, uidvalidity) -> {uid: attempts so far}."""
+    out: dict[int, dict[tuple[str, int], dict[int, int]]] = {i: {} for i in mailbox_ids}
+    rows = store.rows(
+        "SELECT mailbox_id, folder, uidvalidity, uid, attempts FROM message_errors"
+        " WHERE state = 'retrying' AND list_contains(?, mailbox_id)",
+        [list(mailbox_ids)],
+    )
+    for mb, folder, uv, uid, attempts in rows:
+        out.setdefault(mb, {}).setdefault((folder, uv), {})[int(uid)] = int(attempts)
+    return out
+
+
+def record_errors(
+    store: Store,
+    mailbox_id: int,
+    run_id: int,
+    folder: str,
+    uidvalidity: int,
+    errors: dict[int, tuple[str, str]],
+    *,
+    bound: int,
+) -> int:
+    """Count one more failed attempt for each uid -> (reason, one-line error); a message that
+    reached BOUND attempts is ``given_up``. Returns how many were given up now."""
+    if not errors:
+        return 0
+    now = _now()
+    uids = list(errors)
+    t = pa.table(
+        {
+            "uid": pa.array(uids, pa.int64()),
+            "reason": pa.array([errors[u][0] for u in uids], pa.string()),
+            "error": pa.array([errors[u][1] for u in uids], pa.string()),
+        }
+    )
+    name = f"_errors_{id(t)}"
+    store.conn.register(name, t)
+    try:
+        store.execute(
+            "INSERT INTO message_errors (mailbox_id, folder, uidvalidity, uid, reason, error,"
+            " attempts, state, first_run_id, last_run_id, first_failed_at, last_failed_at)"
+            f" SELECT ?, ?, ?, uid, reason, error, 1, CASE WHEN ? <= 1 THEN 'given_up'"
+            f" ELSE 'retrying' END, ?, ?, ?, ? FROM {name}"
+            " ON CONFLICT (mailbox_id, folder, uidvalidity, uid) DO UPDATE SET"
+            " reason = excluded.reason, error = excluded.error,"
+            " attempts = message_errors.attempts + 1, last_run_id = excluded.last_run_id,"
+            " last_failed_at = excluded.last_failed_at, resolved_at = NULL,"
+            " state = CASE WHEN message_errors.attempts + 1 >= ? THEN 'given_up'"
+            " ELSE 'retrying' END",
+            [mailbox_id, folder, uidvalidity, bound, run_id, run_id, now, now, bound],
+        )
+    finally:
+        store.conn.unregister(name)
+    return int(
+        store.scalar(
+            "SELECT count(*) FROM message_errors WHERE mailbox_id = ? AND folder = ?"
+            " AND uidvalidity = ? AND list_contains(?, uid) AND state = 'given_up'"
+            " AND last_run_id = ?",
+            [mailbox_id, folder, uidvalidity, uids, run_id],
+        )
+        or 0
+    )
+
+
+def resolve_errors(
+    store: Store, mailbox_id: int, folder: str, uidvalidity: int, uids: Sequence[int]
+) -> None:
+    """Retried messages that went through this time."""
+    if uids:
+        store.execute(
+            "UPDATE message_errors SET state = 'resolved', resolved_at = ? WHERE mailbox_id = ?"
+            " AND folder = ? AND uidvalidity = ? AND list_contains(?, uid) AND state <> 'resolved'",
+            [_now(), mailbox_id, folder, uidvalidity, list(uids)],
+        )
+
+
+def message_errors(store: Store, mailbox_id: int | None = None) -> pd.DataFrame:
+    """Poison messages (S15): reason, one-line error, attempts, retrying / given_up / resolved."""
+    sql = (
+        "SELECT e.mailbox_id, mb.address AS mailbox, e.folder, e.uidvalidity, e.uid, e.reason,"
+        " e.error, e.attempts, e.state, e.first_run_id, e.last_run_id, e.first_failed_at,"
+        " e.last_failed_at, e.resolved_at FROM message_errors e"
+        " LEFT JOIN mailboxes mb ON mb.id = e.mailbox_id"
+    )
+    if mailbox_id is not None:
+        return store.query(sql + " WHERE e.mailbox_id = ? ORDER BY 1, 3, 5", [mailbox_id])
+    return store.query(sql + " ORDER BY 1, 3, 5")
+
+
+def folder_failed(
+    store: Store, mailbox_id: int, folder: str, code: str, error: str, run_id: int
+) -> int:
+    """One more consecutive failed run of FOLDER; returns the count."""
+    store.execute(
+        "INSERT INTO folder_failures (mailbox_id, folder, consecutive, error_code, error,"
+        " last_run_id, last_failed_at) VALUES (?, ?, 1, ?, ?, ?, ?)"
+        " ON CONFLICT (mailbox_id, folder) DO UPDATE SET"
+        " consecutive = folder_failures.consecutive + 1, error_code = excluded.error_code,"
+        " error = excluded.error, last_run_id = excluded.last_run_id,"
+        " last_failed_at = excluded.last_failed_at",
+        [mailbox_id, folder, code, error, run_id, _now()],
+    )
+    return int(
+        store.scalar(
+            "SELECT consecutive FROM folder_failures WHERE mailbox_id = ? AND folder = ?",
+            [mailbox_id, folder],
+        )
+    )
+
+
+def folders_ok(store: Store, mailbox_id: int, folders: Sequence[str]) -> None:
+    if folders:
+        store.execute(
+            "DELETE FROM folder_failures WHERE mailbox_id = ? AND list_contains(?, folder)",
+            [mailbox_id, list(folders)],
+        )
+
+
+def count_failed_run(store: Store, mailbox_id: int) -> int:
+    """One more consecutive failed run of the mailbox (reset by ``mark_synced``)."""
+    store.execute(
+        "UPDATE mailboxes SET failed_runs = coalesce(failed_runs, 0) + 1 WHERE id = ?",
+        [mailbox_id],
+    )
+    return int(store.scalar("SELECT failed_runs FROM mailboxes WHERE id = ?", [mailbox_id]) or 0)
+
+
+# -- failed runs the store could not record (full disk): replayed at the next start -------
+def pending_runs_path(store: Store) -> Path | None:
+    return None if store.path == ":memory:" else Path(f"{store.path}.pending-runs.jsonl")
+
+
+def save_pending_runs(store: Store, rows: Sequence[dict[str, Any]], error: str) -> bool:
+    """Append run rows the store refused (a full disk) to a small file beside it; True when
+    written. ``replay_pending_runs`` records them at the next start."""
+    path = pending_runs_path(store)
+    if path is None or not rows:
+        return False
+    try:
+        with path.open("a", encoding="utf-8") as f:
+            for row in rows:
+                rec = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+                rec["error_message"] = (
+                    (rec.get("error_message") or "") + f" [recorded late: {error}]"
+                ).strip()[:500]
+                f.write(json.dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        return False
+
+
+def replay_pending_runs(store: Store) -> int:
+    """Write the runs a previous start could not record; returns how many."""
+    path = pending_runs_path(store)
+    if path is None or not path.exists():
+        return 0
+    rows: list[dict[str, Any]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        for k in ("started_at", "finished_at"):
+            if rec.get(k):
+                rec[k] = datetime.fromisoformat(rec[k])
+        rows.append(rec)
+    known = {
+        r[0]
+        for r in store.rows(
+            "SELECT id FROM sync_runs WHERE list_contains(?, id)", [[r.get("id") for r in rows]]
+        )
+    }
+    fresh = [r for r in rows if r.get("id") not in known]
+    with store.transaction():
+        insert_finished_runs(store, fresh)
+        for r in rows:
+            if r.get("id") in known:  # its row exists (written with a first batch): finish it
+                store.execute(
+                    "UPDATE sync_runs SET status = ?, finished_at = coalesce(finished_at, ?),"
+                    " error_code = ?, error_message = ? WHERE id = ? AND status IN ('running', 'interrupted')",
+                    [
+                        r.get("status") or "failed",
+                        r.get("finished_at"),
+                        r.get("error_code"),
+                        r.get("error_message"),
+                        r["id"],
+                    ],
+                )
+    path.unlink(missing_ok=True)
+    return len(rows)
+
+
+# -- what was not examined (S11) -----------------------------------------------------------
+def folder_accounting(store: Store, mailbox_id: int | None = None) -> pd.DataFrame:
+    """Per mailbox and folder, at the latest finished run that listed it: what the server
+    holds, how much of it is older than the window, what the ledger ever examined there
+    (same UIDVALIDITY), and what a folder not examined holds and why."""
+    where = "WHERE f.mailbox_id = ?" if mailbox_id is not None else ""
+    params = [mailbox_id] if mailbox_id is not None else []
+    return store.query(
+        "WITH latest AS (SELECT f.*, row_number() OVER (PARTITION BY f.mailbox_id, f.folder"
+        "  ORDER BY f.run_id DESC) AS n FROM sync_folder_reports f"
+        f"  JOIN sync_runs r ON r.id = f.run_id AND r.status <> 'running' {where}),"
+        " seen AS (SELECT mailbox_id, folder, uidvalidity, count(DISTINCT uid) AS examined_ever,"
+        "  count(DISTINCT uid) FILTER (WHERE decision = 'error') AS errors_ever"
+        "  FROM audit_ledger GROUP BY ALL)"
+        " SELECT l.mailbox_id, mb.address AS mailbox, l.folder, l.special_use,"
+        "  coalesce(l.state, 'examined') AS state, l.not_examined_reason, l.run_id,"
+        "  l.reported_at, l.uidvalidity, l.server_messages, l.before_window, l.window_start,"
+        "  coalesce(s.examined_ever, 0) AS examined_ever, coalesce(s.errors_ever, 0) AS errors_ever,"
+        "  CASE WHEN coalesce(l.state, 'examined') = 'not_examined' THEN l.server_messages"
+        "   ELSE greatest(coalesce(l.server_messages, 0) - coalesce(l.before_window, 0)"
+        "    - coalesce(s.examined_ever, 0), 0) END AS not_accounted,"
+        "  l.error"
+        " FROM latest l LEFT JOIN mailboxes mb ON mb.id = l.mailbox_id"
+        " LEFT JOIN seen s ON s.mailbox_id = l.mailbox_id AND s.folder = l.folder"
+        "  AND s.uidvalidity = l.uidvalidity"
+        " WHERE l.n = 1 ORDER BY mailbox, l.state <> 'examined', l.folder",
+        params,
+    )
+
+
+def failing_folders_for(store: Store, mailbox_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    out: dict[int, dict[str, int]] = {i: {} for i in mailbox_ids}
+    for mb, folder, n in store.rows(
+        "SELECT mailbox_id, folder, consecutive FROM folder_failures"
+        " WHERE list_contains(?, mailbox_id)",
+        [list(mailbox_ids)],
+    ):
+        out.setdefault(mb, {})[folder] = int(n)
+    return out

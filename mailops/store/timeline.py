@@ -131,9 +131,10 @@ def attachments_of(store: Store, message_id: str) -> pd.DataFrame:
 
 
 def attachment_content(store: Store, message_id: str, part_index: int) -> bytes | None:
-    row = store.rows(
-        "SELECT b.content FROM attachments t JOIN attachment_blobs b ON b.sha256 = t.sha256"
-        " WHERE t.message_id = ? AND t.part_index = ?",
+    from mailops.store import blobs
+
+    sha = store.scalar(
+        "SELECT sha256 FROM attachments WHERE message_id = ? AND part_index = ?",
         [message_id, part_index],
     )
-    return bytes(row[0][0]) if row else None
+    return blobs.attachment_bytes(store, sha) if sha else None
