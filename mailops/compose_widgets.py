@@ -20,6 +20,7 @@ from mailops.config import Settings
 from mailops.errors import MailopsError
 from mailops.send import Attachment, EmailRequest
 from mailops.store import Store
+from mailops.widgets import for_panel
 
 __all__ = ["ComposePanel", "choices", "preview_request", "send_request"]
 
@@ -59,6 +60,43 @@ def choices(settings: Settings, user_id: str) -> dict[str, list[tuple[str, Any]]
     }
 
 
+def _deal_label(row: Any) -> str:
+    parts = [str(v) for v in (row.get("project"), row.get("unit")) if _present(v)]
+    name = row.get("name")
+    text = " ".join(parts) or (str(name) if _present(name) else str(row["id"]))
+    return f"{text} ({row['id']})"
+
+
+def _present(value: Any) -> bool:
+    return value is not None and str(value) not in ("", "nan", "None", "NaT", "<NA>")
+
+
+def customer_deals(settings: Settings, customer_id: str | None) -> list[tuple[str, Any]]:
+    """The Deal list for CUSTOMER_ID: only the deals he belongs to (S4)."""
+    from mailops.store import directory as dirstore
+
+    if not customer_id:
+        return [("(none)", None)]
+    with _store(settings) as store:
+        ids = set(dirstore.deal_customers(store, customer_id)["deal_id"])
+        deals = dirstore.deals_frame(store)
+    rows = [r for r in deals.to_dict("records") if r["id"] in ids]
+    return [("(none)", None), *[(_deal_label(r), r["id"]) for r in rows]]
+
+
+def customer_option(settings: Settings, customer_id: str) -> tuple[str, str] | None:
+    """``Name <primary address>`` of one customer (for a To the choices do not list)."""
+    from mailops.store import directory as dirstore
+
+    with _store(settings) as store:
+        cust = dirstore.get_customer(store, customer_id)
+    if cust is None:
+        return None
+    name = cust.get("name") if _present(cust.get("name")) else customer_id
+    address = cust.get("primary_address")
+    return f"{name} <{address if _present(address) else 'no email'}>", customer_id
+
+
 def preview_request(settings: Settings, request: EmailRequest) -> dict[str, Any]:
     from mailops.send import prepare, preview
 
@@ -78,20 +116,50 @@ class ComposePanel:
         self.settings = settings
         self.user_id = user_id
         opts = choices(settings, user_id)
-        self.mailbox = w.Dropdown(options=opts["mailboxes"], description="From")
-        self.customer = w.Dropdown(
-            options=opts["customers"],
-            value=customer_id if customer_id in [c for _, c in opts["customers"]] else None,
-            description="To",
+        wide = w.Layout(width="640px")
+        style = {"description_width": "80px"}
+        customers = list(opts["customers"])
+        if customer_id and customer_id not in [c for _, c in customers]:
+            known = customer_option(settings, customer_id)  # e.g. a reply from the timeline
+            if known is not None:
+                customers.insert(0, known)
+        self.mailbox = w.Dropdown(
+            options=opts["mailboxes"], description="From", style=style, layout=wide
         )
-        self.cc = w.SelectMultiple(options=opts["customers"], description="Cc", rows=3)
-        self.template = w.Dropdown(options=opts["templates"], description="Template")
-        self.deal = w.Dropdown(options=opts["deals"], description="Deal")
-        self.subject = w.Text(description="Subject", layout=w.Layout(width="80%"))
-        self.body = w.Textarea(description="Body", layout=w.Layout(width="80%", height="180px"))
+        self.customer = w.Dropdown(
+            options=customers,
+            value=customer_id if customer_id in [c for _, c in customers] else None,
+            description="To",
+            style=style,
+            layout=wide,
+        )
+        self.cc = w.SelectMultiple(
+            options=customers, description="Cc", rows=4, style=style, layout=wide
+        )
+        self.template = w.Dropdown(
+            options=opts["templates"],
+            description="Template",
+            style=style,
+            layout=w.Layout(width="316px"),
+        )
+        self.deal = w.Dropdown(
+            options=customer_deals(settings, self.customer.value),
+            description="Deal",
+            style=style,
+            layout=w.Layout(width="316px"),
+        )
+        self.template.index = 0 if self.template.value is None else self.template.index
+        self._pick_only_deal()
+        self.customer.observe(lambda _c: self._customer_changed(), names="value")
+        self.subject = w.Text(description="Subject", style=style, layout=wide)
+        self.body = w.Textarea(
+            description="Body", style=style, layout=w.Layout(width="640px", height="180px")
+        )
         self.is_html = w.Checkbox(description="Body is HTML", value=False)
         self.files = w.FileUpload(description="Attach", multiple=True)
-        self.reply_to = w.Text(description="Reply to", placeholder="Message-ID (optional)")
+        self.reply_to = w.Text(
+            description="Reply to", placeholder="Message-ID (optional)", style=style, layout=wide
+        )
         self.out = w.Output()
         self.last = ""
         buttons = []
@@ -118,6 +186,17 @@ class ComposePanel:
                 self.out,
             ]
         )
+
+    def _customer_changed(self) -> None:
+        self.deal.options = customer_deals(self.settings, self.customer.value)
+        self._pick_only_deal()
+
+    def _pick_only_deal(self) -> None:
+        real = [v for _, v in self.deal.options if v is not None]
+        if len(real) == 1:
+            self.deal.value = real[0]
+        else:
+            self.deal.index = 0  # "(none)" shown, not a blank box
 
     def request(self) -> EmailRequest:
         atts = []
@@ -151,7 +230,7 @@ class ComposePanel:
         try:
             fn()
         except MailopsError as e:
-            self._say(f"<b>Not sent</b>: {html.escape(e.one_line())}")
+            self._say(f"<b>Not sent</b>: {html.escape(for_panel(e.one_line()))}")
 
     def on_preview(self) -> None:
         def run() -> None:
@@ -159,7 +238,7 @@ class ComposePanel:
             head = "".join(
                 f"<tr><th>{k}</th><td>{html.escape(str(v[k]))}</td></tr>"
                 for k in ("from", "to", "cc", "bcc", "subject")
-                if v.get(k)
+                if v.get(k) and str(v[k]) != "None"  # a missing value is left out, never "None"
             )
             body = v["html"] or f"<pre>{html.escape(v['text'])}</pre>"  # html is sanitized (nh3)
             self._say(f"<table>{head}</table><hr>{body}")
@@ -199,8 +278,9 @@ class ComposePanel:
                 )
             else:
                 self._say(
-                    f"<b>Failed</b> [{html.escape(item.error_code or '')}]: {html.escape(item.last_error or '')}"
-                    f" - retry with <code>mailops outbox retry {item.id}</code>"
+                    f"<b>Failed</b> [{html.escape(item.error_code or '')}]: "
+                    f"{html.escape(for_panel(item.last_error or ''))} - click Send again to retry"
+                    " (the outbox never sends an email twice)"
                 )
 
         self._guard(run)

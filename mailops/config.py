@@ -21,7 +21,7 @@ def _default_devserver_dir() -> str:
 class Settings:
     db: str = "mailops.duckdb"
     secrets_dir: str = ""  # default: "<db>.secrets" beside the store
-    secret_key_file: str = ""  # default: "<secrets_dir>/key" (0600) when no keyring/env key
+    secret_key_file: str = ""  # a key file of your choice; else keyring, else ~/.config/mailops/key
     devserver_dir: str = field(default_factory=_default_devserver_dir)
     reports_dir: str = "reports"
     notebooks_dir: str = "notebooks"

@@ -539,12 +539,14 @@ def _memory_capped(store: Store, limit: str | None) -> Iterator[None]:
         yield
         return
     before = store.scalar("SELECT current_setting('memory_limit')")
-    store.execute(f"SET memory_limit = '{limit}'")
-    store.execute("SET preserve_insertion_order = false")  # less to hold; we ORDER BY
-    try:
+    try:  # (a SET that cannot free enough memory raises, yet leaves the new limit set)
+        store.execute(f"SET memory_limit = '{limit}'")
+        store.execute("SET preserve_insertion_order = false")  # less to hold; we ORDER BY
         yield
     finally:
-        store.execute(f"SET memory_limit = '{before}'")
+        store.execute("RESET memory_limit")  # exact when it was the default
+        if store.scalar("SELECT current_setting('memory_limit')") != before:
+            store.execute(f"SET memory_limit = '{before}'")
         store.execute("RESET preserve_insertion_order")
 
 

@@ -35,6 +35,88 @@ SignInStandIns = Callable[[str], tuple[Callable[[DeviceCodePrompt], Any], Browse
 
 log = logging.getLogger(__name__)
 
+#: What the CLI says (flags, commands) and what a panel user does instead: errors and
+#: guidance shown in a panel name the panel's own fields and buttons (issue 13).
+PANEL_WORDS: list[tuple[str, str]] = [
+    (r"give --imap-host/--smtp-host \(or --devserver\)",
+     "fill in IMAP host and SMTP host (or click Use the demo server)"),
+    (r"use the hidden prompt, --password-stdin or --password-env VAR",
+     "type it in the Password field"),
+    (r"(?:to sign in again use|connect it again): mailops mailbox reconnect \S+",
+     "pick it under Your mailboxes and click Reconnect"),
+    (r"reconnect the mailbox \(mailops mailbox reconnect\)",
+     "reconnect the mailbox (Reconnect button in the Connect a mailbox notebook)"),
+    (r"start it with: mailops devserver start",
+     "start it first: make demo (or mailops devserver start in a terminal)"),
+    (r"\(or pick the deal with --deal\)", "(or pick the deal in the Deal list)"),
+    (r"`?mailops outbox retry( \d+)?`?", "the Send button again (the outbox never sends twice)"),
+    (r"`?mailops mailbox reconnect( \S+)?`?", "the Reconnect button"),
+    (r"`?mailops mailbox remove( \S+)?`?", "the Remove button"),
+    (r"`?mailops mailbox test( \S+)?`?", "the Test button"),
+    (r"--imap-host", "the IMAP host field"),
+    (r"--smtp-host", "the SMTP host field"),
+    (r"--imap-port", "the IMAP port field"),
+    (r"--smtp-port", "the SMTP port field"),
+    (r"--imap-security", "the IMAP security field"),
+    (r"--smtp-security", "the SMTP security field"),
+    (r"--password-(?:stdin|env)(?: VAR)?", "the Password field"),
+    (r"--devserver", "Use the demo server"),
+    (r"--deal", "the Deal list"),
+    (r"--template", "the Template list"),
+    (r"--customer", "the To list"),
+    (r"--subject", "the Subject field"),
+    (r"--body", "the Body field"),
+]  # fmt: skip
+
+
+def for_panel(text: str) -> str:
+    """TEXT (a one-line error) in the panel's words: fields and buttons, not CLI flags."""
+    import re
+
+    for pattern, words in PANEL_WORDS:
+        text = re.sub(pattern, words, text)
+    return text
+
+
+def split_host(value: str, port: int | None) -> tuple[str, int | None]:
+    """``mail.example.com:993`` typed in a host field: the host, and the port it names."""
+    host = value.strip()
+    name, sep, tail = host.rpartition(":")
+    if sep and tail.isdigit() and name and "]" not in tail:
+        return name.strip("[]"), int(tail)
+    return host, port
+
+
+SECURITY_CHOICES = [
+    ("SSL/TLS (IMAPS 993, SMTPS 465)", "ssl"),
+    ("STARTTLS (IMAP 143, submission 587)", "starttls"),
+    ("none (local test servers only)", "none"),
+]
+
+
+def demo_hint(settings: Settings) -> str:
+    """How a newcomer reaches the demo mail server from the form (HTML)."""
+    from mailops.providers import LocalServer
+
+    server = LocalServer.running(settings.devserver_dir)
+    if server is None:
+        return (
+            "<div class='mailops-hint'><b>Trying mailops?</b> Start the demo mail server "
+            "first (<code>make demo</code>, or <code>mailops devserver start</code> in a "
+            "terminal), then come back here and click <b>Use the demo server</b>: it fills "
+            "in host, ports and security (IMAP over SSL, SMTP with STARTTLS on "
+            "127.0.0.1). The demo's sales mailboxes sign in with Microsoft 365 (device "
+            "code) against the demo's own sign-in service.</div>"
+        )
+    return (
+        "<div class='mailops-hint'><b>Demo mail server running here:</b> IMAP "
+        f"<code>{html.escape(server.host)}:{server.imaps_port}</code> (SSL/TLS), SMTP "
+        f"<code>{html.escape(server.host)}:{server.smtp_port}</code> (STARTTLS). Click "
+        "<b>Use the demo server</b> to fill these in (its certificate authority is trusted "
+        "for you).</div>"
+    )
+
+
 PROVIDER_CHOICES = [
     ("Microsoft 365 / Outlook", "microsoft"),
     ("Google Workspace / Gmail", "google"),
@@ -200,11 +282,55 @@ class ConnectPanel:
             layout=w.Layout(width="460px"),
         )
         self.imap_host = w.Text(
-            description="IMAP host", style=style, layout=w.Layout(width="460px")
+            description="IMAP host",
+            placeholder="imap.example.com (or host:port)",
+            style=style,
+            layout=w.Layout(width="460px"),
+        )
+        self.imap_port = w.BoundedIntText(
+            value=993,
+            min=1,
+            max=65535,
+            description="IMAP port",
+            style=style,
+            layout=w.Layout(width="220px"),
+        )
+        self.imap_security = w.Dropdown(
+            options=SECURITY_CHOICES,
+            value="ssl",
+            description="IMAP security",
+            style=style,
+            layout=w.Layout(width="460px"),
         )
         self.smtp_host = w.Text(
-            description="SMTP host", style=style, layout=w.Layout(width="460px")
+            description="SMTP host",
+            placeholder="smtp.example.com (empty: the IMAP host)",
+            style=style,
+            layout=w.Layout(width="460px"),
         )
+        self.smtp_port = w.BoundedIntText(
+            value=587,
+            min=1,
+            max=65535,
+            description="SMTP port",
+            style=style,
+            layout=w.Layout(width="220px"),
+        )
+        self.smtp_security = w.Dropdown(
+            options=SECURITY_CHOICES,
+            value="starttls",
+            description="SMTP security",
+            style=style,
+            layout=w.Layout(width="460px"),
+        )
+        self.demo_button = w.Button(
+            description="Use the demo server",
+            icon="flask",
+            tooltip="fill in the local demo mail server's host, ports and security",
+            layout=w.Layout(width="220px"),
+        )
+        self.hint = w.HTML(demo_hint(self.settings))
+        self._demo: dict[str, Any] = {}
         self.connect_button = w.Button(
             description="Sign in and connect",
             button_style="primary",
@@ -222,7 +348,18 @@ class ConnectPanel:
         self.reconnect_button = w.Button(
             description="Reconnect", icon="refresh", button_style="warning"
         )
-        self.password_box = w.VBox([self.password, self.imap_host, self.smtp_host])
+        self.server_box = w.VBox(
+            [
+                w.HBox([self.imap_host, self.imap_port]),
+                self.imap_security,
+                w.HBox([self.smtp_host, self.smtp_port]),
+                self.smtp_security,
+                self.demo_button,
+                self.hint,
+            ]
+        )
+        self.password_box = w.VBox([self.password, self.server_box])
+        self.demo_button.on_click(lambda _b: self.use_demo_server())
         self.connect_button.on_click(lambda _b: self.on_connect())
         self.test_button.on_click(lambda _b: self.on_test())
         self.remove_button.on_click(lambda _b: self.on_remove())
@@ -251,14 +388,12 @@ class ConnectPanel:
     def _sync_fields(self) -> None:
         generic = self.provider.value == "generic"
         self.password_box.layout.display = "" if generic else "none"
-        show_hosts = generic and not self.devserver
-        self.imap_host.layout.display = "" if show_hosts else "none"
-        self.smtp_host.layout.display = "" if show_hosts else "none"
+        self.server_box.layout.display = "" if generic and not self.devserver else "none"
         self.connect_button.description = "Connect" if generic else "Sign in and connect"
 
     def _say(self, ok: bool, text: str) -> None:
         color = "#1a7f37" if ok else "#b42318"
-        self.result.value = f'<p style="color:{color}">{html.escape(text)}</p>'
+        self.result.value = f'<p style="color:{color}">{html.escape(for_panel(text))}</p>'
 
     def _show_prompt(self, prompt: DeviceCodePrompt) -> None:
         url = html.escape(prompt.verification_uri)
@@ -280,8 +415,9 @@ class ConnectPanel:
     def refresh(self, select: int | None = None) -> pd.DataFrame:
         frame = mailbox_frame(self.settings, self.user_id)
         keep = select if select is not None else self.selected.value
+        shown = frame.astype(object).where(frame.notna(), "")  # a missing value is blank, not None
         self.table.value = (
-            frame.to_html(index=False, na_rep="", escape=True) if len(frame) else "<i>none yet</i>"
+            shown.to_html(index=False, na_rep="", escape=True) if len(frame) else "<i>none yet</i>"
         )
         options = [(f"{r.address} ({r.state})", int(r.id)) for r in frame.itertuples()]
         self.selected.options = options
@@ -289,13 +425,42 @@ class ConnectPanel:
         self.selected.value = keep if keep in ids else (ids[-1] if ids else None)
         return frame
 
+    def use_demo_server(self) -> None:
+        """Fill in the running demo server's endpoints (and trust its CA)."""
+        from mailops.providers import devserver_overrides
+
+        try:
+            self._demo = devserver_overrides(self.settings, name="generic")
+        except MailopsError as e:
+            self._say(False, e.one_line())
+            return
+        self.imap_host.value = str(self._demo["imap_host"])
+        self.imap_port.value = int(self._demo["imap_port"])
+        self.imap_security.value = str(self._demo["imap_security"])
+        self.smtp_host.value = str(self._demo["smtp_host"])
+        self.smtp_port.value = int(self._demo["smtp_port"])
+        self.smtp_security.value = str(self._demo["smtp_security"])
+        self.hint.value = demo_hint(self.settings)
+        self._say(True, "demo server filled in: enter a demo address and its password")
+
     def _overrides(self) -> dict[str, Any]:
         out = dict(self.endpoint_overrides)
         if self.provider.value == "generic" and not self.devserver:
-            if self.imap_host.value.strip():
-                out["imap_host"] = self.imap_host.value.strip()
-            if self.smtp_host.value.strip():
-                out["smtp_host"] = self.smtp_host.value.strip()
+            imap_host, imap_port = split_host(self.imap_host.value, self.imap_port.value)
+            smtp_host, smtp_port = split_host(self.smtp_host.value, self.smtp_port.value)
+            if imap_host:
+                out.update(
+                    imap_host=imap_host, imap_port=imap_port, imap_security=self.imap_security.value
+                )
+            if smtp_host or imap_host:
+                out.update(
+                    smtp_host=smtp_host or imap_host,
+                    smtp_port=smtp_port,
+                    smtp_security=self.smtp_security.value,
+                )
+            if self._demo and imap_host == self._demo.get("imap_host"):
+                out["ca_file"] = self._demo.get("ca_file", "")
+                out["local"] = True
         return out
 
     # -- callbacks (the same functions as the CLI) -----------------------------------------

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Install the Debian packages mailops needs for its local mail server, benchmarks and report
-# screenshots -- only those that are missing. Safe to re-run.
+# Install the Debian packages mailops needs -- only those that are missing. Safe to re-run.
+# The list is scripts/debian-packages.txt (package, then the test proving it is present).
+# With arguments, only those packages of the list: scripts/install-system-deps.sh python3-venv
 set -euo pipefail
-need=()
+here="$(cd "$(dirname "$0")" && pwd)"
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
-if ! have dovecot; then
-  need+=(dovecot-imapd dovecot-lmtpd)
-elif [ ! -e /usr/lib/dovecot/lmtp ]; then
-  need+=(dovecot-lmtpd)
-fi
-have mbsync || need+=(isync)              # the benchmark's peer
-have chromium || need+=(chromium)         # screenshots of HTML reports in tests
-have spamassassin || need+=(spamassassin) # optional: tests check no mailops-caused rule fires on sent mail
-have openssl || need+=(openssl)
+need=()
+known=()
+while read -r pkg check; do
+  check="${check%%#*}"
+  [ -n "$pkg" ] && [ "${pkg:0:1}" != "#" ] || continue
+  known+=("$pkg")
+  if [ $# -gt 0 ] && [[ " $* " != *" $pkg "* ]]; then
+    continue
+  fi
+  eval "$check" >/dev/null 2>&1 || need+=("$pkg")
+done <"$here/debian-packages.txt"
+for wanted in "$@"; do
+  [[ " ${known[*]} " == *" $wanted "* ]] || { echo "error: $wanted is not in scripts/debian-packages.txt" >&2; exit 2; }
+done
 if [ ${#need[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

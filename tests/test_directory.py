@@ -608,16 +608,35 @@ def test_directory_chunked_import_equals_one_chunk(
 def test_directory_import_out_of_memory_runs_again_with_a_larger_cap(
     tmp_path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """DuckDB cannot spill everything (the indexes of a big store must fit): an import that
+    runs out of memory is rolled back and run again with the next cap, the last one gives
+    one line and writes nothing."""
+    import duckdb
+
     import mailops.directory as directory
 
-    monkeypatch.setattr(directory, "IMPORT_MEMORY_LIMITS", ("512KB", "256MB"))
+    caps: list[str] = []
+    real = q.plan_addresses
+
+    def plan_addresses(store: Store, *args: object) -> None:
+        caps.append(store.scalar("SELECT current_setting('memory_limit')"))
+        if len(caps) == 1 or directory.IMPORT_MEMORY_LIMITS == ("64MB",):
+            raise duckdb.OutOfMemoryException("could not allocate block (test)")
+        real(store, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(q, "plan_addresses", plan_addresses)
+    monkeypatch.setattr(directory, "IMPORT_MEMORY_LIMITS", ("64MB", "256MB"))
     with Store(tmp_path / "s.duckdb") as store:
         with caplog.at_level("WARNING", logger="mailops.directory"):
             result = import_directory(store, users_df(), customers_df(), deals_df(), at=T0)
-        assert "DuckDB needed more than 512KB; again with 256MB" in caplog.text
+        assert "DuckDB needed more than 64MB; again with 256MB" in caplog.text
+        assert caps == ["61.0 MiB", "244.1 MiB"]
         assert (result.customers.inserted, q.counts(store)["customer_addresses"]) == (3, 4)
-        monkeypatch.setattr(directory, "IMPORT_MEMORY_LIMITS", ("512KB",))
+        assert (result.users.inserted, q.counts(store)["users"]) == (2, 2)  # not twice
+        before = store.scalar("SELECT current_setting('memory_limit')")
+        monkeypatch.setattr(directory, "IMPORT_MEMORY_LIMITS", ("64MB",))
         with pytest.raises(DirectoryError) as err:
             import_directory(store, customers=customers_df(c1={"name": "Zoe"}), at=T1)
         assert err.value.code == "out_of_memory"
-        assert q.counts(store)["customers"] == 3 and q.get_customer(store, "c1")["name"] != "Zoe"
+        assert q.get_customer(store, "c1")["name"] != "Zoe"
+        assert store.scalar("SELECT current_setting('memory_limit')") == before  # restored
