@@ -106,6 +106,7 @@ def test_C5_devserver_users_file_is_0600_and_logins_still_work(mailserver):
     st = users.stat()
     assert stat.S_IMODE(st.st_mode) == 0o600
     assert pwd.getpwuid(st.st_uid).pw_name == "dovecot"  # Dovecot's auth process reads it
+    assert _mode(Path(mailserver.root, "ssl", "server.key")) == 0o600
     address, password = mailserver.new_user()
     mailserver.add_users({"c5-late@example.test": "pw-late"})  # rewritten: still private
     assert _mode(users) == 0o600 and pwd.getpwuid(users.stat().st_uid).pw_name == "dovecot"

@@ -345,6 +345,7 @@ class DevServer:
             make_tls_files(str(root / "ssl"))
         for name in ("ca.pem", "server.pem"):
             (root / "ssl" / name).chmod(0o644)
+        (root / "ssl" / "server.key").chmod(0o600)  # read by Dovecot's root master and us
         users_file = root / "users"
         if not users_file.exists():
             users_file.write_text("")
