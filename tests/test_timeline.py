@@ -321,22 +321,23 @@ def test_A1_S14_timeline_does_not_wait_for_a_sync_running_elsewhere(team, capsys
 def test_A1_big_attachment_saved_whole_too_large_one_refused_no_message_id_opens(
     team, capsys, tmp_path
 ):
-    # the attachment cap (S10) set to 10 MB here: one attachment under it, one over it
-    # (20-50 MB messages themselves: tests/test_sync_robust.py, S12)
     import dataclasses
 
-    capped = dataclasses.replace(team.settings, attachment_max_bytes=10 * 1024 * 1024)
     c1, mb = team.address("c-1"), team.mailbox.address
-    big = bytes(range(256)) * (6 * 1024 * 1024 // 256)  # 6 MB, under the cap
-    huge = b"x" * (11 * 1024 * 1024)  # over it (S10)
+    big = bytes(range(256)) * (20 * 1024 * 1024 // 256)  # 20 MB (a blob file, S12)
+    capped = dataclasses.replace(team.settings, attachment_max_bytes=4 * 1024 * 1024)
+    huge = b"x" * (5 * 1024 * 1024)  # over that cap (S10)
     no_id = make_msg(c1, mb, subject="no id").replace(b"Message-ID:", b"X-Old-Id:")
-    for raw in (
-        message(c1, mb, "Big plans", "attached", attachments=(("plans.bin", big),)).as_bytes(),
-        message(c1, mb, "Huge scan", "attached", attachments=(("scan.tif", huge),)).as_bytes(),
-        no_id,
+    for raw, s in (
+        (
+            message(c1, mb, "Big plans", "see", attachments=(("plans.bin", big),)).as_bytes(),
+            team.settings,
+        ),
+        (message(c1, mb, "Huge scan", "see", attachments=(("scan.tif", huge),)).as_bytes(), capped),
+        (no_id, team.settings),
     ):
         append(team.mailserver, mb, team.password, [raw])
-        sync_mailbox(team.store, capped, team.mailbox)
+        sync_mailbox(team.store, s, team.mailbox)
     ids = dict(team.store.rows("SELECT subject, id FROM messages"))
     code, out, err = run(
         capsys, "attachment", "save", ids["Big plans"], "--as", "u-anna", "--to", str(tmp_path)
