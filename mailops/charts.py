@@ -120,7 +120,7 @@ def weekly_volume(df: pd.DataFrame, title: str = "Emails per week") -> Chart:
     ax.set_xticks(list(x), [label(w) for w in df["week"]], rotation=45, ha="right")
     ax.set_ylabel("emails")
     ax.set_title(title)
-    ax.legend(frameon=False)
+    fig.legend(loc="outside lower right", ncols=2, frameon=False)  # never over the bars
     return Chart(fig)
 
 

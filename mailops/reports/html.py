@@ -30,9 +30,9 @@ STYLE = """
   table-layout:auto}
 .mailops-table.mailops-table table th,.mailops-table.mailops-table table td{border-bottom:1px solid #e3e3e3;
   padding:3px 6px;text-align:left;vertical-align:top;max-width:24em;
-  overflow-wrap:break-word;white-space:normal}
-.mailops-table table thead th{position:sticky;top:0;background:#f6f7f9;cursor:pointer;
-  user-select:none}
+  overflow-wrap:anywhere;white-space:normal}
+.mailops-table.mailops-table table thead th{position:sticky;top:0;background:#f6f7f9;
+  cursor:pointer;user-select:none;overflow-wrap:normal}
 .mailops-table thead th[aria-sort=ascending]::after{content:" \\25B2";font-size:9px}
 .mailops-table thead th[aria-sort=descending]::after{content:" \\25BC";font-size:9px}
 .mailops-table tbody tr:nth-child(even){background:#fafbfc}
@@ -47,6 +47,7 @@ STYLE = """
   max-width:16em;background:#f8fafc}
 .mailops-figure .value{font-size:26px;font-weight:600;color:#1f3b63;line-height:1.2;
   overflow-wrap:anywhere}
+.mailops-figure .value.words{font-size:18px;line-height:1.3}
 .mailops-figure .label{font-size:12.5px;color:#333;margin-top:2px}
 .mailops-figure .note{font-size:11.5px;color:#666;margin-top:2px;overflow-wrap:anywhere}
 """
@@ -150,7 +151,8 @@ def table_html(
 
 def _column_style(n: int, df: pd.DataFrame) -> str:
     """This table's column rules: numbers right-aligned; short values (dates, codes) kept
-    on one line, so only long text wraps."""
+    on one line, so only long text wraps (anywhere, if it must: an address or a Message-ID
+    is one long word, and the table must fit the screen)."""
 
     def cells(indexes: list[int], tag: str = "td") -> str:
         return ",".join(f"#mailops-table-{n} {tag}:nth-child({i})" for i in indexes)
@@ -193,7 +195,7 @@ def figures_html(items: Sequence[tuple[str, str, str]]) -> str:
     """Key figures as cards: (label, value, note)."""
     cards = "".join(
         '<div class="mailops-figure">'
-        f'<div class="value">{html.escape(value)}</div>'
+        f'<div class="value{"" if value[:1].isdigit() else " words"}">{html.escape(value)}</div>'
         f'<div class="label">{html.escape(label)}</div>'
         + (f'<div class="note">{html.escape(note)}</div>' if note else "")
         + "</div>"
