@@ -133,8 +133,9 @@ class ComposePanel:
             style=style,
             layout=wide,
         )
+        self._customers = customers
         self.cc = w.SelectMultiple(
-            options=customers, description="Cc", rows=4, style=style, layout=wide
+            options=self._cc_options(), description="Cc", rows=4, style=style, layout=wide
         )
         self.template = w.Dropdown(
             options=opts["templates"],
@@ -187,9 +188,16 @@ class ComposePanel:
             ]
         )
 
+    def _cc_options(self) -> list[tuple[str, Any]]:
+        """Everyone but the To customer (he is on To already)."""
+        return [(label, c) for label, c in self._customers if c != self.customer.value]
+
     def _customer_changed(self) -> None:
         self.deal.options = customer_deals(self.settings, self.customer.value)
         self._pick_only_deal()
+        kept = [c for c in self.cc.value if c != self.customer.value]
+        self.cc.options = self._cc_options()
+        self.cc.value = tuple(kept)
 
     def _pick_only_deal(self) -> None:
         real = [v for _, v in self.deal.options if v is not None]

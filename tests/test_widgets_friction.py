@@ -100,8 +100,11 @@ def test_E2_compose_to_prefilled_deals_of_the_customer_wide_fields(party: Party)
     assert panel.customer.label == f"Carla Buyer <{party.customers['c-1'][0]}>"
     assert [v for _, v in panel.deal.options] == [None, "d-1"]
     assert panel.deal.value == "d-1"  # his only deal, picked
+    assert "c-1" not in [c for _, c in panel.cc.options]  # To is not offered again on Cc
+    panel.cc.value = ("c-2",)
     panel.customer.value = "c-3"
     assert [v for _, v in panel.deal.options] == [None, "d-2", "d-3"] and panel.deal.value is None
+    assert panel.cc.value == ("c-2",) and "c-3" not in [c for _, c in panel.cc.options]
     labels = [label for label, _ in panel.deal.options]
     assert not any("None" in label or "nan" in label for label in labels), labels
     for field in (panel.mailbox, panel.customer, panel.cc):
