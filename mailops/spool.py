@@ -112,6 +112,13 @@ class _Decoder:
         if self.pending_size >= DECODE_CHUNK:
             self._flush(final=False)
 
+    def feed_block(self, data: bytes) -> None:
+        """Base64 only: any slice of the body (line ends do not matter there)."""
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size >= DECODE_CHUNK:
+            self._flush(final=False)
+
     def _flush(self, final: bool) -> None:
         data = b"".join(self.pending)
         self.pending, self.pending_size = [], 0
@@ -281,6 +288,43 @@ def _boundary_of(headers: bytes) -> bytes | None:
     return b.encode("utf-8", "surrogateescape") if b else None
 
 
+BLOCK = 1024 * 1024
+
+
+def _stream_to_boundary(raw: IO[bytes], dec: _Decoder, stack: list[bytes]) -> None:
+    """A spilled base64 leaf: feed its body to DEC a block at a time (C speed, not a line
+    at a time) up to the next line that is a boundary of STACK, and leave RAW positioned at
+    that line (or at the end)."""
+    marks = [b"--" + m for m in stack]
+    carry = b""
+    base = raw.tell()  # file offset of carry[0]
+    while True:
+        block = raw.read(BLOCK)
+        buf = carry + block
+        i, undecided = 0, -1
+        while (j := buf.find(b"\n--", i)) >= 0:
+            k = buf.find(b"\n", j + 1)
+            if k < 0 and block:  # that line is not whole yet: read on
+                undecided = j
+                break
+            line = buf[j + 1 : k if k >= 0 else len(buf)].rstrip(b"\r \t")
+            if any(line in (m, m + b"--") for m in marks):
+                dec.feed_block(buf[: j + 1])
+                raw.seek(base + j + 1)
+                return
+            i = j + 1
+        if not block:
+            dec.feed_block(buf)
+            return
+        cut = buf.rfind(b"\n")
+        keep = cut if cut >= 0 and len(buf) - cut <= 1024 else len(buf)
+        if undecided >= 0:
+            keep = min(keep, undecided)
+        dec.feed_block(buf[:keep])
+        base += keep
+        carry = buf[keep:]
+
+
 def skeleton(
     raw: IO[bytes], folder: BlobFolder, *, spill_bytes: int = SPILL_BYTES, max_depth: int = 50
 ) -> Skeleton:
@@ -310,8 +354,19 @@ def skeleton(
             leaf = _Leaf(block, path())
             mode = "body"
 
+    seekable = raw.seekable()
     try:
         while True:
+            if (
+                mode == "body"
+                and leaf is not None
+                and leaf.spilled
+                and leaf.cte == "base64"
+                and stack
+                and seekable
+            ):
+                assert leaf.decoder is not None
+                _stream_to_boundary(raw, leaf.decoder, stack)
             line = raw.readline(1 << 16)
             if not line:
                 break

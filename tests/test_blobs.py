@@ -128,3 +128,26 @@ def test_S12_an_old_store_migrates_its_inline_bytes(tmp_path):
     assert store.rows("SELECT size, in_file FROM message_raw") == [(len(raw), False)]
     assert blobs.raw_bytes(store, digest) == raw
     store.close()
+
+
+@pytest.mark.parametrize("block", [97, 4096, 1024 * 1024])
+def test_S12_skeleton_block_reads_find_every_boundary(tmp_path, monkeypatch, block):
+    """Big base64 parts are read in blocks: a boundary split across two blocks is found."""
+    monkeypatch.setattr(spool, "BLOCK", block)
+    payloads = [os.urandom(700_000), os.urandom(650_001)]
+    m = EmailMessage()
+    m["From"], m["Subject"], m["Message-ID"] = "a@c.test", "two", "<two@c>"
+    m.set_content("body\n")
+    for i, p in enumerate(payloads):
+        m.add_attachment(p, maintype="application", subtype="octet-stream", filename=f"f{i}")
+    m.add_attachment(b"last", maintype="text", subtype="plain", filename="last.txt")
+    raw = m.as_bytes()
+    folder = BlobFolder(tmp_path / "b")
+    parsed = spool.load(spool.skeleton(io.BytesIO(raw), folder), folder.put(raw))
+    assert [a.sha256 for a in parsed.attachments[:2]] == [
+        hashlib.sha256(p).hexdigest() for p in payloads
+    ]
+    assert (
+        parsed.attachments[2].content == b"last"
+        and parsed.content_fp == parse_message(raw).content_fp
+    )
