@@ -127,6 +127,29 @@ def test_S12_S13_hostile_corpus_every_item_stored_or_skipped_with_a_reason(
         assert bad not in html, bad
     for host in ("img.evil.test", "px.evil.test", "css.evil.test", "bg.evil.test", "set.evil.test"):
         assert host in html, host  # each remote load is a placeholder naming its host
+    for name, expected in [  # S12: warnings from the whole MIME tree, kept with the message
+        ("mime-invalid-base64", "InvalidBase64"),
+        ("mime-broken-rfc822-attachment", "defect in part 2.1: NoBoundaryInMultipartDefect"),
+        ("mime-unknown-cte", "unknown transfer encoding"),
+        ("charset-unknown", "unknown charset 'x-klingon'"),
+        ("charset-wrong", "is not valid utf-8"),
+        ("rfc2047-invalid-base64", "invalid encoded word in Subject"),
+        ("inject-encoded-crlf", "encodes a line break"),
+        ("rfc2047-spoofed-address", "display name holds another address"),
+        ("file-nul-rfc2231", "NUL in the file name in part 2"),
+        ("file-bidi-override", "bidi or zero-width characters"),
+        ("nesting-80", "MIME nesting deeper than 64"),
+        ("nesting-400", "multipart boundaries"),
+        ("header-8bit-latin1", "8-bit bytes in headers"),
+        ("date-9999-overflow", "INTERNALDATE"),
+        ("id-garbage-null", "garbage Message-ID"),
+    ]:
+        warnings = store.scalar("SELECT parse_warnings FROM messages WHERE id = ?", [out[name][3]])
+        assert any(expected in w for w in warnings), (name, warnings)
+    latin1 = store.scalar(
+        "SELECT subject FROM messages WHERE id = ?", [out["header-8bit-latin1"][3]]
+    )
+    assert latin1 == "Rückfrage Stellplatz"
     names = [
         r[0] for r in store.rows("SELECT filename FROM attachments WHERE filename IS NOT NULL")
     ]
