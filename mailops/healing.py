@@ -79,7 +79,7 @@ class Skip:
     probes: int = 0
 
     def as_result(self) -> Any:
-        from mailops.sync import SyncResult
+        from mailops.outcomes import SyncResult
 
         mb = self.mailbox
         return SyncResult(

@@ -42,7 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +65,7 @@ from mailops.imap import (
 )
 from mailops.imap import commands as imap
 from mailops.match import Decision, Directory, FolderInfo, decide
+from mailops.outcomes import SyncResult
 from mailops.parse import HeaderInfo, ParsedMessage, parse_headers_fast, parse_message
 from mailops.poison import MessageError
 from mailops.store import Store
@@ -112,57 +113,6 @@ def _utc(dt: datetime | None) -> datetime | None:
     if dt.tzinfo is not None:
         return dt.astimezone(UTC).replace(tzinfo=None)
     return dt
-
-
-@dataclass
-class SyncResult:
-    mailbox_id: int
-    address: str
-    run_id: int | None = None
-    status: str = "ok"  # ok | failed | skipped | not_connected (see mailops.outcomes)
-    examined: int = 0
-    stored: int = 0  # new messages stored
-    linked: int = 0  # stored decisions for messages already in the store (new place)
-    skipped: int = 0
-    errors: int = 0  # messages that could not be fetched, parsed or stored (S15)
-    by_reason: Counter[str] = field(default_factory=Counter)
-    folders: int = 0
-    folders_changed: int = 0
-    duration_s: float = 0.0
-    error_code: str | None = None
-    error_message: str | None = None
-    retry_after: float | None = None
-    problematic: bool = False
-    # O1/C4/S14: why a mailbox was skipped, and what happens next (mailops.outcomes)
-    skip_reason: str | None = None  # already_syncing | problematic | probe_not_due
-    holder: dict[str, Any] | None = None  # already_syncing: pid, host, since
-    problem_since: datetime | None = None
-    next_probe_at: datetime | None = None
-    probed: bool = False  # a transient-problematic mailbox was tried (C4)
-    recovered: bool = False  # ... and the server answered: connected again
-
-    def as_dict(self) -> dict[str, Any]:
-        from mailops.outcomes import outcome_of
-
-        d = asdict(self)
-        d["by_reason"] = dict(self.by_reason)
-        d["outcome"] = outcome_of(self)
-        return d
-
-    def one_line(self) -> str:
-        if self.status != "ok":
-            from mailops.outcomes import describe
-
-            return describe(self)
-        reasons = ", ".join(
-            f"{k} {v}" for k, v in self.by_reason.most_common() if k != "stored_customer"
-        )
-        errors = f", errors {self.errors}" if self.errors else ""
-        return (
-            f"{self.address}: examined {self.examined}, stored {self.stored}, linked {self.linked},"
-            f" skipped {self.skipped}{errors}{' (' + reasons + ')' if reasons else ''}"
-            f" in {self.duration_s:.2f}s"
-        )
 
 
 def window_start(settings: Settings, mailbox: Mailbox) -> datetime:
