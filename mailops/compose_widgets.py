@@ -35,26 +35,31 @@ def _store(settings: Settings) -> Iterator[Store]:
 
 
 def choices(settings: Settings, user_id: str) -> dict[str, list[tuple[str, Any]]]:
-    """Dropdown options: the user's connected mailboxes, customers, templates, deals."""
+    """Dropdown options: the user's own connected mailboxes (one sends only from his own),
+    and the customers and deals the one permission check (P1) lets him see; a user who may
+    not send (IT) gets no mailbox."""
+    from mailops.errors import PermissionDenied
+    from mailops.permissions import scope_for
+    from mailops.store import directory, mailboxes, outbox
+
+    empty: dict[str, list[tuple[str, Any]]] = {
+        "mailboxes": [],
+        "customers": [],
+        "templates": [("(none)", None)],
+        "deals": [("(none)", None)],
+    }
     with _store(settings) as store:
-        mailboxes = store.rows(
-            "SELECT address, id FROM mailboxes WHERE owner_user_id = ? AND state = 'connected' ORDER BY address",
-            [user_id],
-        )
-        customers = store.rows(
-            "SELECT coalesce(c.name, c.id) || ' <' || coalesce(a.address, 'no email') || '>', c.id"
-            " FROM customers c LEFT JOIN customer_addresses a ON a.customer_id = c.id AND a.is_primary"
-            " AND a.valid_to IS NULL WHERE c.owner_user_id = ? OR ? IN (SELECT id FROM users WHERE role IN ('admin', 'manager'))"
-            " ORDER BY 1",
-            [user_id, user_id],
-        )
-        templates = store.rows("SELECT name, name FROM templates ORDER BY name")
-        deals = store.rows(
-            "SELECT coalesce(project, '') || ' ' || coalesce(unit, '') || ' (' || id || ')', id FROM deals ORDER BY id"
-        )
+        try:
+            viewer = scope_for(store, user_id)
+        except PermissionDenied:  # unknown (e.g. a young store): nothing to offer
+            return empty
+        own = mailboxes.connected_choices(store, viewer.user_id) if viewer.may_send else []
+        customers = directory.customer_choices(store, viewer=viewer)
+        templates = outbox.template_choices(store)
+        deals = directory.deal_choices(store, viewer=viewer)
     return {
-        "mailboxes": [(a, i) for a, i in mailboxes],
-        "customers": [(label, cid) for label, cid in customers],
+        "mailboxes": own,
+        "customers": customers,
         "templates": [("(none)", None), *templates],
         "deals": [("(none)", None), *deals],
     }

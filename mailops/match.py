@@ -5,8 +5,9 @@ answers, for one message seen in one folder of one mailbox, *stored* (with the c
 and deals whose activities it joins) or *skipped* with a reason code from ``SKIP_REASONS``.
 
 Order of the checks (the first that applies gives the reason): folder excluded, draft (S6),
-too large (S10), before the backfill window (S2), never-log address (S9), internal (S5),
-customer match (S3, S4), never-log customer (S9).
+too large (S10), before the backfill window (S2), an erased person on it (G1), never-log
+address, then domain (S9), internal (S5), customer match (S3, S4), never-log customer (S9).
+All of them read headers only: the sync fetches a body only for a message stored here.
 
 S4 reading: every customer whose primary address (valid at the message date) is on
 From/To/Cc gets the activity (``match_kind='primary'``). Other customers of a matched
@@ -28,7 +29,7 @@ from mailops.parse import HeaderInfo
 if TYPE_CHECKING:
     from mailops.store import Store
 
-__all__ = ["SKIP_REASONS", "Decision", "Directory", "FolderInfo", "SkipReason", "decide"]
+__all__ = ["SKIP_REASONS", "Decision", "Directory", "FolderInfo", "SkipReason", "address_hash", "decide"]
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,34 @@ SKIP_REASONS: dict[str, SkipReason] = {
         ),
         SkipReason("before_window", "skipped", "S2", "older than the backfill window"),
         SkipReason(
+            "never_log_address",
+            "skipped",
+            "S9",
+            "an address on From/To/Cc is on a never-log list (company-wide or the user's)",
+        ),
+        SkipReason(
+            "never_log_domain",
+            "skipped",
+            "S9",
+            "an address on From/To/Cc is in a never-log domain (company-wide or the user's)",
+        ),
+        SkipReason(
+            "never_log_customer",
+            "skipped",
+            "S9",
+            "every customer it matched is marked never-log (company-wide or by the user)",
+        ),
+        SkipReason(
             "never_log",
             "skipped",
             "S9",
-            "an address or customer on the message is marked never-log",
+            "an address or customer on the message is marked never-log (before the codes split)",
+        ),
+        SkipReason(
+            "erased",
+            "skipped",
+            "G1",
+            "a person on From/To/Cc was erased on request; nothing of him is stored again",
         ),
         SkipReason(
             "too_large", "skipped", "S10/S12", "the message is larger than the message size cap"
@@ -125,6 +150,8 @@ class Directory:
     mailbox_addresses: frozenset[str] = frozenset()  # every address ever connected (S5)
     never_log_addresses: dict[str | None, set[str]] = field(default_factory=dict)  # user -> set
     never_log_customers: dict[str | None, set[str]] = field(default_factory=dict)
+    never_log_domains: dict[str | None, set[str]] = field(default_factory=dict)
+    erased: frozenset[str] = frozenset()  # G1: sha256 of erased addresses
     internal_policy: str = "strict"
 
     # -- building ---------------------------------------------------------------------
@@ -136,10 +163,12 @@ class Directory:
         mailbox_addresses: Iterable[str] = (),
         never_log: Iterable[tuple[str, str, str | None]] = (),
         internal_policy: str = "strict",
+        erased: Iterable[str] = (),
     ) -> Directory:
         """From plain rows: addresses ``(customer, address, is_primary, valid_from, valid_to)``,
-        deals ``(deal_id, customer_id)``, never_log ``(kind, value, user_id or None)``."""
-        d = cls(internal_policy=internal_policy)
+        deals ``(deal_id, customer_id)``, never_log ``(kind, value, user_id or None)`` with
+        kind ``address`` / ``domain`` / ``customer``; ERASED the address hashes of G1."""
+        d = cls(internal_policy=internal_policy, erased=frozenset(erased))
         for customer, address, is_primary, valid_from, valid_to in addresses:
             addr = address.strip().lower()
             if is_primary:
@@ -152,11 +181,14 @@ class Directory:
             d.customer_deals.setdefault(customer, []).append(deal)
             d.deal_customers.setdefault(deal, []).append(customer)
         d.mailbox_addresses = frozenset(a.strip().lower() for a in mailbox_addresses)
+        targets = {
+            "address": d.never_log_addresses,
+            "domain": d.never_log_domains,
+            "customer": d.never_log_customers,
+        }
         for kind, value, user in never_log:
-            target = d.never_log_addresses if kind == "address" else d.never_log_customers
-            target.setdefault(user, set()).add(
-                value.strip().lower() if kind == "address" else value
-            )
+            text = value if kind == "customer" else value.strip().lower().lstrip("@")
+            targets[kind].setdefault(user, set()).add(text)
         return d
 
     @classmethod
@@ -177,10 +209,32 @@ class Directory:
             user is not None and address in self.never_log_addresses.get(user, ())
         )
 
+    def never_logged_domain(self, address: str, user: str | None) -> bool:
+        domain = address.rpartition("@")[2]
+        if not domain:
+            return False
+        parts = domain.split(".")
+        suffixes = {".".join(parts[i:]) for i in range(len(parts) - 1)}  # sub.x.test -> x.test
+        return bool(
+            suffixes & self.never_log_domains.get(None, set())
+            or (user is not None and suffixes & self.never_log_domains.get(user, set()))
+        )
+
+    def is_erased(self, address: str) -> bool:
+        return bool(self.erased) and address_hash(address) in self.erased
+
     def never_logged_customer(self, customer: str, user: str | None) -> bool:
         return customer in self.never_log_customers.get(None, ()) or (
             user is not None and customer in self.never_log_customers.get(user, ())
         )
+
+
+def address_hash(address: str) -> str:
+    """G1: how an erased address is remembered (its sha256, lower-cased): enough to block
+    it, not to read it back."""
+    import hashlib
+
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
 @dataclass
@@ -246,8 +300,12 @@ def decide(
     people = headers.participants
     if not people:
         return _skip("malformed" if headers.warnings else "no_customer", direction, when)
+    if any(directory.is_erased(a) for a in people):
+        return _skip("erased", direction, when)
     if any(directory.never_logged_address(a, user_id) for a in people):
-        return _skip("never_log", direction, when)
+        return _skip("never_log_address", direction, when)
+    if any(directory.never_logged_domain(a, user_id) for a in people):
+        return _skip("never_log_domain", direction, when)
     if directory.internal_policy == "strict" and any(
         a != own and a in directory.mailbox_addresses for a in people
     ):
@@ -279,7 +337,7 @@ def decide(
 
     kept = {c: k for c, k in matched.items() if not directory.never_logged_customer(c, user_id)}
     if not kept:
-        return _skip("never_log", direction, when)
+        return _skip("never_log_customer", direction, when)
     out = []
     for c, kind in kept.items():
         deals = directory.customer_deals.get(c, [])

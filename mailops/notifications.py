@@ -30,41 +30,25 @@ def _viewer(store: Store, who: Viewer | str | None) -> Viewer:
     return who if isinstance(who, Viewer) else scope_for(store, who)
 
 
-def _users(viewer: Viewer) -> list[str] | None:
-    """Whose notifications the viewer handles: his own; a manager also his team's."""
-    if viewer.sees_all:
-        return None if viewer.user_id == "system" or viewer.role == "admin" else [viewer.user_id]
-    if viewer.role == "manager":
-        return sorted(viewer.visible_users or {viewer.user_id})
-    return [viewer.user_id]
-
-
 def list_notifications(
     store: Store, who: Viewer | str | None, *, unread: bool = False, limit: int | None = None
 ) -> pd.DataFrame:
     """Unread first, then newest first."""
-    return nstore.notification_frame(store, _users(_viewer(store, who)), unread=unread, limit=limit)
+    return nstore.notification_frame(store, viewer=_viewer(store, who), unread=unread, limit=limit)
 
 
 def mark_read(store: Store, who: Viewer | str | None, ids: Sequence[int] | None) -> int:
     """Mark IDS (None = all) of the viewer's own notifications read."""
     viewer = _viewer(store, who)
-    users = None if viewer.user_id == "system" else [viewer.user_id]
-    if ids is not None and users is not None:
-        mine = set(
-            r[0]
-            for r in store.rows(
-                "SELECT id FROM notifications WHERE list_contains(?, id) AND user_id = ?",
-                [[int(i) for i in ids], viewer.user_id],
-            )
-        )
+    if ids is not None:
+        mine = nstore.visible_ids(store, ids, viewer=viewer)
         others = [i for i in ids if int(i) not in mine]
         if others:
             raise MailopsError(
                 f"notification(s) {', '.join(map(str, others))} are not {viewer.user_id}'s",
                 code="unknown_notification",
             )
-    return nstore.mark_read(store, users, ids)
+    return nstore.mark_read(store, viewer, ids)
 
 
 @dataclass
@@ -108,21 +92,20 @@ def send_digest(
 
     viewer = _viewer(store, user_id)
     uid = viewer.user_id
-    rows = nstore.digest_rows(store, uid)
+    rows = nstore.digest_rows(store, viewer)
     text = _digest_text(rows) if not rows.empty else ""
     if rows.empty or dry_run:
         return DigestResult(len(rows), text=text)
     if mailbox is None:
-        mine = store.rows(
-            "SELECT id FROM mailboxes WHERE owner_user_id = ? AND state = 'connected' ORDER BY id LIMIT 1",
-            [uid],
-        )
+        from mailops.store.mailboxes import connected_choices
+
+        mine = sorted(i for _, i in connected_choices(store, uid))
         if not mine:
             raise SendRefused(
                 f"user {uid} has no connected mailbox to send the digest from",
                 code="mailbox_not_found",
             )
-        mailbox = int(mine[0][0])
+        mailbox = mine[0]
     mb = check_sender(store, uid, mailbox)
     user = dirstore.find_user(store, uid)
     to_addr = (user.email if user and user.email else None) or mb.address

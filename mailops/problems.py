@@ -453,7 +453,7 @@ def record_failure(
                 return False
             message = f"{message} ({failures} consecutive failures)"
         if state == "problematic":
-            current = store.scalar("SELECT problem_code FROM mailboxes WHERE id = ?", [mb_id])
+            current = mailboxes.get(store, mb_id).problem_code
             if current == code:
                 return False
         mailboxes.set_state(store, mb_id, "problematic", code=code, message=message, actor=actor)

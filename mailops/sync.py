@@ -595,6 +595,10 @@ def _rows(
                 e.headers.from_addr,
                 (e.headers.subject or "")[:300] or None,
                 identity=unit.parsed[e.uid][0].identity if e.uid in unit.parsed else None,
+                to_addrs=e.headers.to_addrs,  # X1: a rule change can be replayed on them
+                cc_addrs=e.headers.cc_addrs,
+                internaldate=e.internaldate,
+                flags=e.flags,
             )
         )
     return places, acts, ledger

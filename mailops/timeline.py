@@ -219,9 +219,7 @@ def open_timeline(
                 fresh.failed.append((r.address, r.error_code or r.status))
     with gate if gate is not None else _nogate():
         others = [i for i, _ in behind if i not in synced_ids] or [-1]
-        fresh.last_sync_at = store.scalar(
-            "SELECT min(last_good_sync_at) FROM mailboxes WHERE list_contains(?, id)", [others]
-        )
+        fresh.last_sync_at = tl.oldest_good_sync(store, others)
         frame = tl.timeline_frame(store, viewer, cid, limit=limit)
     return Timeline(cid, name, frame, fresh, pending)
 
@@ -275,8 +273,7 @@ def _message_key(store: Store, ref: str) -> str:
     ref = ref.strip()
     if ref.startswith("sha256:"):
         return ref
-    found = store.scalar("SELECT id FROM messages WHERE id = ?", [ref])
-    return str(found) if found else (normalize_message_id(ref) or ref)
+    return ref if tl.message_exists(store, ref) else (normalize_message_id(ref) or ref)
 
 
 def open_message(
@@ -298,12 +295,13 @@ def open_message(
     if row.get("from_name"):
         frm = f"{row['from_name']} <{frm}>"
     sent = row.get("sent_at")
+    subject_ok, body_ok = bool(row.get("subject_ok")), bool(row.get("body_ok"))  # P2
     headers = {
         "From": frm,
         "To": to,
         "Cc": cc,
         "Date": "" if sent is None or pd.isna(sent) else f"{pd.Timestamp(sent):%Y-%m-%d %H:%M} UTC",
-        "Subject": row.get("subject") or "",
+        "Subject": (row.get("subject") or "") if subject_ok else "",
         "Message-ID": row.get("message_id_header") or "",
         "Customers": ", ".join(_listify(row.get("customer_names"))),
     }
@@ -311,7 +309,7 @@ def open_message(
     text: str | None = None
     html: str | None = None
     attachments = tl.attachments_of(store, key).iloc[0:0]
-    if viewer.reads_bodies:
+    if body_ok:
         raw_html = row.get("body_html")
         if isinstance(raw_html, str) and raw_html.strip():
             html = html_for_display(store, key, raw_html)  # cid: images resolved
@@ -350,7 +348,7 @@ def message_html(view: MessageView) -> str:
         for k, v in view.headers.items()
     )
     if view.text is None:
-        body = "<p><i>Body hidden: this user sees metadata only (P1).</i></p>"
+        body = "<p><i>Body hidden: this user may not read it (P1 role, P2 mailbox level).</i></p>"
     elif view.html:
         body = f"<div class='mailops-message'>{view.html}</div>"
     else:
@@ -389,7 +387,9 @@ def save_attachments(
     msg_ref, part = _split_attachment_ref(store, ref)
     view = open_message(store, who, msg_ref)
     if view.text is None:
-        raise PermissionDenied("this user sees metadata only: attachments are not shown (P1)")
+        raise PermissionDenied(
+            "this user may not read this email: attachments are not shown (P1 role, P2 level)"
+        )
     rows = view.attachments
     if part is not None:
         rows = rows[rows["part_index"] == part]

@@ -348,6 +348,14 @@ class ConnectPanel:
         self.reconnect_button = w.Button(
             description="Reconnect", icon="refresh", button_style="warning"
         )
+        # S9: which folders of the selected mailbox are synced (the owner's choice)
+        self.folders = w.SelectMultiple(
+            description="Folders", rows=6, style=style, layout=w.Layout(width="460px")
+        )
+        self.folders_button = w.Button(description="Load folders", icon="folder-open")
+        self.save_folders_button = w.Button(description="Sync these folders", icon="save")
+        self.folders_button.on_click(lambda _b: self.on_load_folders())
+        self.save_folders_button.on_click(lambda _b: self.on_save_folders())
         self.server_box = w.VBox(
             [
                 w.HBox([self.imap_host, self.imap_port]),
@@ -380,6 +388,7 @@ class ConnectPanel:
                 w.HBox(
                     [self.selected, self.test_button, self.remove_button, self.reconnect_button]
                 ),
+                w.HBox([self.folders, w.VBox([self.folders_button, self.save_folders_button])]),
             ]
         )
         self.refresh()
@@ -550,6 +559,52 @@ class ConnectPanel:
         self.device.value = ""
         self._say(outcome.ok, outcome.line)
         self.refresh(select=outcome.mailbox_id)
+        return outcome
+
+    def on_load_folders(self) -> Outcome:
+        """List the selected mailbox's folders on the server; the synced ones are selected."""
+        from mailops.selective import server_folders
+        from mailops.store import mailboxes
+
+        if self.selected.value is None:
+            outcome = Outcome(False, "pick a mailbox first", "config")
+        else:
+            try:
+                with _store(self.settings) as store:
+                    mb = mailboxes.get(store, int(self.selected.value))
+                rows = server_folders(mb, self.settings)
+                self.folders.options = [
+                    (
+                        r["folder"]
+                        + ("" if r["why"] in ("", "not_selected") else f" ({r['why']})"),
+                        r["folder"],
+                    )
+                    for r in rows
+                ]
+                self.folders.value = tuple(r["folder"] for r in rows if r["synced"])
+                outcome = Outcome(True, f"{mb.address}: {len(rows)} folders", "ok", mb.id)
+            except MailopsError as e:
+                outcome = Outcome(False, e.one_line(), e.code)
+        self._say(outcome.ok, outcome.line)
+        return outcome
+
+    def on_save_folders(self) -> Outcome:
+        """Sync only the selected folders from the next sync on (S9; the owner's choice)."""
+        from mailops.selective import set_folders
+
+        if self.selected.value is None:
+            outcome = Outcome(False, "pick a mailbox first", "config")
+        else:
+            try:
+                with _store(self.settings) as store:
+                    mb = set_folders(
+                        store, self.user_id, int(self.selected.value), list(self.folders.value)
+                    )
+                chosen = ", ".join(mb.folders or []) or "the default folders"
+                outcome = Outcome(True, f"{mb.address}: syncing {chosen}", "ok", mb.id)
+            except MailopsError as e:
+                outcome = Outcome(False, e.one_line(), e.code)
+        self._say(outcome.ok, outcome.line)
         return outcome
 
     def on_test(self) -> Outcome:

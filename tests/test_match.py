@@ -26,7 +26,11 @@ DIRECTORY = Directory.build(
     ],
     deals=[("d-1", "c-anna"), ("d-1", "c-cara"), ("d-2", "c-dan")],
     mailbox_addresses=[ME, "colleague@crm.test", "gone@crm.test"],
-    never_log=[("address", "secret@x.test", None), ("customer", "c-nolog", None)],
+    never_log=[
+        ("address", "secret@x.test", None),
+        ("customer", "c-nolog", None),
+        ("domain", "lawyers.test", None),
+    ],
 )
 INBOX = FolderInfo("INBOX")
 
@@ -123,8 +127,24 @@ CASES = [
         "before_window",
         [],
     ),
-    ("S9-never-log-address", h("anna@home.test", cc=["secret@x.test"]), INBOX, [], "never_log", []),
-    ("S9-never-log-customer", h("nolog@x.test"), INBOX, [], "never_log", []),
+    (
+        "S9-never-log-address",
+        h("anna@home.test", cc=["secret@x.test"]),
+        INBOX,
+        [],
+        "never_log_address",
+        [],
+    ),
+    (
+        "S9-never-log-domain",
+        h("anna@home.test", cc=["x@lawyers.test"]),
+        INBOX,
+        [],
+        "never_log_domain",
+        [],
+    ),
+    ("S9-never-log-subdomain", h("a@mail.lawyers.test"), INBOX, [], "never_log_domain", []),
+    ("S9-never-log-customer", h("nolog@x.test"), INBOX, [], "never_log_customer", []),
     (
         "S9-never-log-customer-other-kept",
         h("nolog@x.test", cc=["anna@home.test"]),

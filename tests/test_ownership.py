@@ -144,21 +144,16 @@ def test_C6_migration_0040_finds_and_reports_double_links(settings, capsys):
     with Store(settings.db, migrate=False) as s:
         s.migrate(before)
         _users(s)
-        for owner in ("u-alice", "u-bob"):
-            mailboxes.insert(
-                s,
-                owner_user_id=owner,
-                address="shared@x.test",
-                provider="generic",
-                auth_kind="password",
+        for owner, address in (
+            ("u-alice", "shared@x.test"),
+            ("u-bob", "shared@x.test"),
+            ("u-carol", "carol@x.test"),
+        ):  # rows as an older mailops wrote them
+            s.execute(
+                "INSERT INTO mailboxes (owner_user_id, address, provider, auth_kind)"
+                " VALUES (?, ?, 'generic', 'password')",
+                [owner, address],
             )
-        mailboxes.insert(
-            s,
-            owner_user_id="u-carol",
-            address="carol@x.test",
-            provider="generic",
-            auth_kind="password",
-        )
     assert main(["db", "migrate"]) == 0
     out = capsys.readouterr().out
     assert "0040_address_owners" in out and "1 address(es) are linked to more than one user" in out

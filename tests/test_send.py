@@ -10,6 +10,7 @@ import pytest
 from send_support import Party, add_deal, add_user, make_party
 
 from mailops.errors import SendRefused
+from mailops.permissions import SYSTEM
 from mailops.send import Attachment, EmailRequest, prepare, send_email
 from mailops.store import mailboxes as mbstore
 from mailops.store import outbox as obstore
@@ -202,7 +203,7 @@ def test_E3_copy_in_sent_folder_and_outbound_activity_at_once(party: Party) -> N
     )
     sent = party.sent()
     assert [m["Message-ID"] for m in sent] == [item.message_id_header]
-    acts = customer_activities(party.store, "c-1")
+    acts = customer_activities(party.store, "c-1", viewer=SYSTEM)
     assert len(acts) == 1
     assert acts.iloc[0]["direction"] == "outbound"
     assert acts.iloc[0]["subject"] == "Your new flat"
@@ -341,7 +342,7 @@ def test_E2_preview_builds_without_sending(party: Party) -> None:
     assert view["subject"] == "Your new flat" and view["message_id"] == p.message_id
     assert party.store.scalar("SELECT count(*) FROM outbox") == 0
     assert party.inbox("c-1") == []
-    assert obstore.outbox_frame(party.store).empty
+    assert obstore.outbox_frame(party.store, viewer=SYSTEM).empty
 
 
 def test_demo_send_step_sends_offer_reply_note_once(party: Party) -> None:

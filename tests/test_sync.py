@@ -20,6 +20,7 @@ from sync_support import (
 )
 
 from mailops.faults import FAULT_ENV
+from mailops.permissions import SYSTEM
 from mailops.store import mailboxes
 from mailops.store.messages import customer_activities, message_places
 from mailops.sync import sync_all, sync_mailbox
@@ -65,7 +66,7 @@ def test_S3_primary_address_stored_additional_skipped(
         ("nobody", "no_customer"),
         ("primary", "stored_customer"),
     ]
-    acts = customer_activities(store, "c-anna")
+    acts = customer_activities(store, "c-anna", viewer=SYSTEM)
     assert list(acts["subject"]) == ["primary"]
     assert list(acts["direction"]) == ["inbound"]
     assert acts["user_id"].iloc[0] == mb.owner_user_id
@@ -94,7 +95,10 @@ def test_S3_address_changed_mid_period(store, settings, password_mailbox, mailse
         ("old-after", "after_address_valid"),
         ("old-before", "stored_customer"),
     ]
-    assert sorted(customer_activities(store, "c-ben")["subject"]) == ["new-after", "old-before"]
+    assert sorted(customer_activities(store, "c-ben", viewer=SYSTEM)["subject"]) == [
+        "new-after",
+        "old-before",
+    ]
 
 
 def test_S3_primary_change_keeps_already_stored(store, settings, password_mailbox, mailserver):
@@ -124,7 +128,10 @@ def test_S3_primary_change_keeps_already_stored(store, settings, password_mailbo
         ("new later", "stored_customer"),
         ("old later", "after_address_valid"),
     ]
-    assert sorted(customer_activities(store, "c-cy")["subject"]) == ["first", "new later"]
+    assert sorted(customer_activities(store, "c-cy", viewer=SYSTEM)["subject"]) == [
+        "first",
+        "new later",
+    ]
 
 
 def test_S4_co_customer_on_cc_gets_the_activity(store, settings, password_mailbox, mailserver):
@@ -255,7 +262,7 @@ def test_S7_message_deleted_after_sync_stays(store, settings, password_mailbox, 
     r = sync_mailbox(store, settings, mb)
     assert r.status == "ok"
     assert count(store, "messages") == 1
-    assert list(customer_activities(store, "c-a")["subject"]) == ["to delete"]
+    assert list(customer_activities(store, "c-a", viewer=SYSTEM)["subject"]) == ["to delete"]
 
 
 def test_S8_same_message_in_inbox_and_sent_stored_once(
@@ -270,8 +277,8 @@ def test_S8_same_message_in_inbox_and_sent_stored_once(
     assert (r.stored, r.linked) == (1, 1)
     assert count(store, "messages") == 1
     mid = store.scalar("SELECT id FROM messages")
-    assert sorted(message_places(store, mid)["folder"]) == ["INBOX", "Sent"]
-    acts = customer_activities(store, "c-a")
+    assert sorted(message_places(store, mid, viewer=SYSTEM)["folder"]) == ["INBOX", "Sent"]
+    acts = customer_activities(store, "c-a", viewer=SYSTEM)
     assert len(acts) == 1 and acts["direction"].iloc[0] == "outbound"
 
 
@@ -429,7 +436,7 @@ def test_S9_folder_selection_and_never_log(store, settings, password_mailbox, ma
     )
     append(mailserver, mb.address, pw, [make_msg("n@cust.test", mb.address, subject="private")])
     r = sync_mailbox(store, settings, mb)
-    assert reasons(store, r.run_id) == [("private", "never_log")]
+    assert reasons(store, r.run_id) == [("private", "never_log_customer")]
     assert r.folders == 1
 
 
@@ -553,9 +560,12 @@ def test_S9_unlinked_activity_stays_unlinked_and_never_log_address(
         [make_msg("a@cust.test", mb.address, cc=["private@cust.test"], subject="p")],
     )
     r = sync_mailbox(store, settings, mb)
-    assert reasons(store, r.run_id) == [("p", "never_log"), ("unlink me", "stored_customer")]
-    assert customer_activities(store, "c-a").empty
-    assert len(customer_activities(store, "c-a", include_unlinked=True)) == 1
+    assert reasons(store, r.run_id) == [
+        ("p", "never_log_address"),
+        ("unlink me", "stored_customer"),
+    ]
+    assert customer_activities(store, "c-a", viewer=SYSTEM).empty
+    assert len(customer_activities(store, "c-a", include_unlinked=True, viewer=SYSTEM)) == 1
 
 
 def test_C4_network_failures_are_retried_with_backoff_then_counted(

@@ -104,6 +104,9 @@ COMMAND_MODULES = (
     "activities",
     "followup",
     "mailops.dev.cli",  # the dev wing: devserver, demo
+    "policy",
+    "selective",
+    "explain",
 )
 
 

@@ -32,6 +32,14 @@ from mailops.cli.output import Output, emit, output_options, render_table
     help="Messages that could not be fetched, parsed or stored, with attempts and state (S15).",
 )
 @output_options
+@click.option(
+    "--as",
+    "viewer_ref",
+    envvar="MAILOPS_USER",
+    default="system",
+    show_default=True,
+    help="Who reads it (P1): a user id or address; the rows and subjects he may see.",
+)
 @pass_ctx
 def audit_cmd(
     ctx: Context,
@@ -44,6 +52,7 @@ def audit_cmd(
     show_folders: bool,
     show_errors: bool,
     out: Output,
+    viewer_ref: str,
 ) -> None:
     """The audit ledger: one row per message each sync run examined, stored or skipped with a
     reason code. A table (the newest 200 rows), or every row with --json/--nl/--csv/--tsv,
@@ -62,12 +71,15 @@ def audit_cmd(
         )
         emit(df, out)
         return
+    from mailops.permissions import scope_for
+
     store = ctx.store()
+    viewer = scope_for(store, viewer_ref)
     mailbox_id = (
         mailbox_store.find(store, mailbox, include_disconnected=True).id if mailbox else None
     )
     if show_runs:
-        emit(q.runs(store, mailbox_id), out, empty="no sync runs yet", what="sync runs")
+        emit(q.runs(store, mailbox_id, viewer=viewer), out, empty="no sync runs yet", what="sync runs")
         return
     if show_folders:
         df = q.folder_accounting(store, mailbox_id)
@@ -78,10 +90,10 @@ def audit_cmd(
         emit(df, out, empty="no message errors", table=_errors_table, what="message errors")
         return
     if summary:
-        df = q.audit_summary(store, run_id=run_id, mailbox_id=mailbox_id, since=since)
+        df = q.audit_summary(store, viewer=viewer, run_id=run_id, mailbox_id=mailbox_id, since=since)
         emit(df, out, empty="no messages examined yet", table=_summary_lines)
         return
-    df = q.audit(store, run_id=run_id, mailbox_id=mailbox_id, since=since)
+    df = q.audit(store, viewer=viewer, run_id=run_id, mailbox_id=mailbox_id, since=since)
     emit(df, out, empty="no messages examined yet", table=_ledger_table, what="ledger rows")
 
 

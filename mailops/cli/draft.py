@@ -69,20 +69,28 @@ def create(
 @output_options
 @pass_ctx
 def list_(ctx: Context, user: str | None, include_sent: bool, out: Output) -> None:
-    """List drafts, newest first."""
+    """List drafts, newest first (P1: a user sees his own)."""
+    from mailops.permissions import scope_for
     from mailops.store.outbox import drafts_frame
 
-    emit(drafts_frame(ctx.store(), user, include_sent=include_sent), out, empty="no drafts")
+    store = ctx.store()
+    df = drafts_frame(store, user, viewer=scope_for(store, user), include_sent=include_sent)
+    emit(df, out, empty="no drafts")
 
 
 @draft.command("show")
 @click.argument("draft_id", type=int)
+@click.option(
+    "--as", "viewer_ref", envvar="MAILOPS_USER", help="Who reads it (P1: the draft's author)."
+)
 @pass_ctx
-def show(ctx: Context, draft_id: int) -> None:
+def show(ctx: Context, draft_id: int, viewer_ref: str | None) -> None:
     """Show one draft."""
-    from mailops.store.outbox import get_draft
+    from mailops.permissions import scope_for
+    from mailops.store.outbox import draft_for
 
-    d = get_draft(ctx.store(), draft_id)
+    store = ctx.store()
+    d = draft_for(store, draft_id, viewer=scope_for(store, viewer_ref))
     for key, value in vars(d).items():
         if value not in (None, [], ""):
             click.echo(f"{key:20} {value}")

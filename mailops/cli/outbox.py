@@ -25,14 +25,28 @@ def outbox(cctx: click.Context) -> None:
 )
 @click.option("--user", help="Only this user's emails.")
 @output_options
+@click.option(
+    "--as",
+    "viewer_ref",
+    envvar="MAILOPS_USER",
+    default="system",
+    show_default=True,
+    help="Who reads it (P1): only the entries he may see.",
+)
 @pass_ctx
 def list_(
-    ctx: Context, state: str | None = None, user: str | None = None, out: Output = TABLE
+    ctx: Context,
+    state: str | None = None,
+    user: str | None = None,
+    out: Output = TABLE,
+    viewer_ref: str = "system",
 ) -> None:
     """List outbox entries with their state, phase and last error."""
+    from mailops.permissions import scope_for
     from mailops.store.outbox import outbox_frame
 
-    df = outbox_frame(ctx.store(), user_id=user, state=state)
+    store = ctx.store()
+    df = outbox_frame(store, user_id=user, state=state, viewer=scope_for(store, viewer_ref))
     emit(df, out, empty="outbox is empty", table=_table, what="outbox entries")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from mailops.errors import ReportError
-from mailops.permissions import SYSTEM, Viewer, scope_for
+from mailops.permissions import SYSTEM, Access, Viewer, scope_for, visible
 from mailops.store import Store
 
 __all__ = [
@@ -161,6 +161,10 @@ class Scope:
         return f"viewer {self.viewer.user_id} ({self.viewer.role}, scope {self.viewer.scope}); {box}; {frm} to {to} (UTC)"
 
     # -- SQL building blocks ------------------------------------------------------------
+    def access(self, kind: str, **cols: str) -> Access:
+        """The one permission check (P1/P2) for a report query: ``permissions.visible``."""
+        return visible(self.viewer, kind, **cols)
+
     def period(self, col: str) -> tuple[str, list[Any]]:
         parts, params = ["TRUE"], []
         if self.since is not None:

@@ -21,8 +21,9 @@ def guidance(code: str | None) -> tuple[str, str]:
 
 
 def _mailbox_scope(scope: Scope) -> tuple[str, list]:
+    acc = scope.access("mailbox", owner="mb.owner_user_id")
     return where(
-        scope.viewer.mailbox_clause("mb.owner_user_id"),
+        (acc.where, acc.params),
         scope.mailbox_filter("mb.id", "mb.address"),
     )
 

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from mailops.permissions import Access
 from mailops.reports import Scope, where
 
 __all__ = [
@@ -49,10 +50,21 @@ DIMENSIONS = {
 }
 
 
+def _access(scope: Scope) -> Access:
+    return scope.access(
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
+
+
 def _activity_scope(scope: Scope) -> tuple[str, list[Any]]:
+    acc = _access(scope)
     return where(
         ("a.unlinked_at IS NULL", []),
-        scope.viewer.activity_clause("a.user_id", "c.owner_user_id"),
+        (acc.where, acc.params),
         scope.mailbox_filter("a.mailbox_id", "mb.address"),
     )
 
@@ -123,7 +135,8 @@ def _responses_sql(scope: Scope) -> tuple[str, list[Any]]:
     return (
         "WITH acts AS (SELECT a.customer_id, coalesce(c.name, a.customer_id) AS customer,"
         " a.user_id, coalesce(u.name, a.user_id) AS sales_person, a.direction, a.occurred_at,"
-        ' a.message_id, msg.subject, coalesce(msg."references"[1], msg.in_reply_to, msg.id) AS thread'
+        f" a.message_id, {_access(scope).subject('msg.subject', 'subject')},"
+        ' coalesce(msg."references"[1], msg.in_reply_to, msg.id) AS thread'
         f"{_FROM} JOIN messages msg ON msg.id = a.message_id"
         f" WHERE {sql} AND a.occurred_at IS NOT NULL),"
         # only threads with a question asked in the period can have a response in it
@@ -276,14 +289,15 @@ def unanswered(scope: Scope, *, days: float = 3) -> pd.DataFrame:
     """Customers waiting for our reply for more than DAYS days (as of ``scope.now``)."""
     sql, params = _activity_scope(scope)
     df = scope.store.query(
-        "WITH act AS (SELECT a.*, c.name AS customer_name, c.owner_user_id AS customer_owner"
+        "WITH act AS (SELECT a.*, c.name AS customer_name, c.owner_user_id AS customer_owner,"
+        f" {_access(scope).subject_ok} AS subject_ok"
         f"{_FROM} WHERE {sql} AND a.occurred_at IS NOT NULL),"
         " last_out AS (SELECT customer_id, max(occurred_at) AS t FROM act"
         "  WHERE direction = 'outbound' GROUP BY 1),"
         " waiting AS (SELECT act.customer_id, any_value(act.customer_name) AS customer,"
         "  any_value(act.customer_owner) AS owner, min(act.occurred_at) AS waiting_since,"
         "  max(act.occurred_at) AS last_inbound, count(*) AS inbound_waiting,"
-        "  arg_max(msg.subject, act.occurred_at) AS last_subject,"
+        "  arg_max(CASE WHEN act.subject_ok THEN msg.subject END, act.occurred_at) AS last_subject,"
         "  arg_max(mb.address, act.occurred_at) AS mailbox, max(lo.t) AS last_outbound"
         "  FROM act LEFT JOIN last_out lo ON lo.customer_id = act.customer_id"
         "  JOIN messages msg ON msg.id = act.message_id"

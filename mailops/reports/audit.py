@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from mailops.permissions import Access
 from mailops.reports import Scope, where
 
 __all__ = [
@@ -33,9 +34,14 @@ def reason_label(code: str) -> str:
     return f"{r.description} ({r.rule})" if r else code
 
 
+def _mailbox_access(scope: Scope, alias: str = "mb") -> Access:
+    return scope.access("mailbox", owner=f"{alias}.owner_user_id", level=f"{alias}.visibility")
+
+
 def _mailbox_scope(scope: Scope, alias: str = "mb") -> tuple[str, list[Any]]:
+    acc = _mailbox_access(scope, alias)
     return where(
-        scope.viewer.mailbox_clause(f"{alias}.owner_user_id"),
+        (acc.where, acc.params),
         scope.mailbox_filter(f"{alias}.id", f"{alias}.address"),
     )
 
@@ -118,6 +124,7 @@ def ledger(
     ``address`` matches From, or To/Cc of stored messages; ``customer`` is an id, address or
     name; ``search`` looks in subject, sender, Message-ID and mailbox address."""
     clauses = [_ledger_scope(scope, run_id)]
+    shown = _mailbox_access(scope).subject_ok  # P2: never search what may not be shown
     if address:
         a = address.strip().lower()
         clauses.append(
@@ -127,7 +134,7 @@ def ledger(
             )
         )
     if subject:
-        clauses.append(("l.subject ILIKE ?", [f"%{subject}%"]))
+        clauses.append((f"({shown} AND l.subject ILIKE ?)", [f"%{subject}%"]))
     if message_id:
         from mailops.parse import normalize_message_id
 
@@ -142,7 +149,8 @@ def ledger(
         s = f"%{search}%"
         clauses.append(
             (
-                "(l.subject ILIKE ? OR l.from_addr ILIKE ? OR l.message_id ILIKE ? OR mb.address ILIKE ?)",
+                f"(({shown} AND l.subject ILIKE ?) OR l.from_addr ILIKE ? OR l.message_id ILIKE ?"
+                " OR mb.address ILIKE ?)",
                 [s, s, s, s],
             )
         )
@@ -150,7 +158,8 @@ def ledger(
     tail = f" LIMIT {int(limit)}" if limit else ""
     return scope.store.query(
         "SELECT l.examined_at, l.run_id, mb.address AS mailbox, l.folder, l.uid, l.message_id,"
-        " l.msg_date, l.from_addr, l.subject, l.decision, l.reason,"
+        f" l.msg_date, l.from_addr, {_mailbox_access(scope).subject('l.subject', 'subject')},"
+        " l.decision, l.reason,"
         " array_to_string(l.customers, ', ') AS customers"
         " FROM audit_ledger l JOIN mailboxes mb ON mb.id = l.mailbox_id"
         " LEFT JOIN messages msg ON msg.id = l.message_id"
@@ -162,20 +171,28 @@ def ledger(
 def customer_emails(scope: Scope, customer: str) -> pd.DataFrame:
     """Which emails were stored for CUSTOMER, from which mailbox, and everywhere seen (S8)."""
     ids = customer_ids(scope, customer) or ["\0"]
+    acc = scope.access(
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
     sql, params = where(
         ("list_contains(?, a.customer_id)", [ids]),
-        scope.viewer.activity_clause("a.user_id", "c.owner_user_id"),
+        (acc.where, acc.params),
         scope.period("coalesce(a.occurred_at, msg.sent_at)"),
         scope.mailbox_filter("a.mailbox_id", "mb.address"),
     )
-    seen_sql, seen_params = scope.viewer.mailbox_clause("m2.owner_user_id")
+    seen = scope.access("mailbox", owner="m2.owner_user_id")
+    seen_sql, seen_params = seen.where, seen.params
     return scope.store.query(
         "WITH seen AS (SELECT p.message_id,"
         " string_agg(DISTINCT m2.address || ' ' || p.folder, '; ') AS seen_in"
         " FROM message_places p JOIN mailboxes m2 ON m2.id = p.mailbox_id"
         f" WHERE {seen_sql} GROUP BY 1)"
         " SELECT a.customer_id, c.name AS customer, coalesce(a.occurred_at, msg.sent_at) AS sent_at,"
-        " a.direction, msg.subject, msg.from_addr, msg.id AS message_id, mb.address AS stored_from,"
+        f" a.direction, {acc.subject('msg.subject', 'subject')}, msg.from_addr, msg.id AS message_id, mb.address AS stored_from,"
         " seen.seen_in, a.created_at AS stored_at, a.match_kind, a.deal_id,"
         " a.unlinked_at IS NOT NULL AS unlinked"
         " FROM activities a JOIN messages msg ON msg.id = a.message_id"

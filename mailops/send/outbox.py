@@ -36,6 +36,7 @@ from mailops.faults import crash_point
 from mailops.send.compose import wire_message
 from mailops.send.prepare import Prepared
 from mailops.store import Store
+from mailops.store import directory as dirstore
 from mailops.store import mailboxes as mbstore
 from mailops.store import outbox as obstore
 from mailops.store.mailboxes import Mailbox
@@ -108,11 +109,7 @@ def activity_plan(store: Store, prepared: Prepared) -> list[list[Any]]:
     for cid in prepared.customer_ids:
         plan.setdefault(cid, [cid, "primary", None])
     if prepared.deal_id:  # the deal the offer was about wins for that deal's members
-        members = set(
-            store.query(
-                "SELECT customer_id FROM deal_customers WHERE deal_id = ?", [prepared.deal_id]
-            )["customer_id"]
-        )
+        members = dirstore.deal_member_ids(store, prepared.deal_id)
         for cid, entry in plan.items():
             if cid in members:
                 entry[2] = prepared.deal_id
@@ -215,7 +212,7 @@ def _finish(
         _record_activities(store, item, mailbox)
         obstore.mark_sent(store, item.id, sent_copy=sent_copy, note=note)
         if code:
-            store.execute("UPDATE outbox SET error_code = ? WHERE id = ?", [code, item.id])
+            obstore.set_error_code(store, item.id, code)
         if item.draft_id is not None:
             obstore.mark_draft_sent(store, item.draft_id, item.id)
     return obstore.get_item(store, item.id)

@@ -30,6 +30,7 @@ from typing import Any
 
 from mailops.config import Settings
 from mailops.errors import MailopsError, SendRefused
+from mailops.permissions import scope_for
 from mailops.send import compose, reply, templates
 from mailops.send.compose import Attachment, Recipient
 from mailops.store import Store
@@ -90,11 +91,8 @@ class Prepared:
 
 
 def _may_send(store: Store, user_id: str) -> bool:
-    try:
-        from mailops.permissions import can_send
-    except ImportError:  # pragma: no cover - permissions arrive with the reports issue
-        row = store.rows("SELECT can_send, active FROM users WHERE id = ?", [user_id])
-        return bool(row and row[0][0] and row[0][1])
+    from mailops.permissions import can_send
+
     return can_send(store, user_id)
 
 
@@ -155,7 +153,11 @@ def _is_blank_html(html: str | None) -> bool:
 def prepare(store: Store, settings: Settings, req: EmailRequest) -> Prepared:
     """Check every precondition and build the email; raise SendRefused on the first failure."""
     mb = check_sender(store, req.user_id, req.mailbox)
-    original = reply.load_original(store, req.reply_to) if req.reply_to else None
+    original = (
+        reply.load_original(store, req.reply_to, viewer=scope_for(store, req.user_id))
+        if req.reply_to
+        else None
+    )
 
     customer_id = req.customer_id
     cc_ids = list(dict.fromkeys(req.cc_customers))

@@ -12,6 +12,7 @@ from typing import Any
 
 from mailops.errors import SendRefused
 from mailops.parse import normalize_message_id
+from mailops.permissions import Viewer
 from mailops.send.compose import sanitize_html
 from mailops.store import Store
 from mailops.store import messages as msgstore
@@ -84,15 +85,18 @@ def _ids_as_written(value: str | None) -> list[str]:
     return re.findall(r"<[^<>\s]+>", value or "")
 
 
-def load_original(store: Store, ref: str) -> Original:
-    """A stored message by store id or Message-ID (with or without brackets)."""
+def load_original(store: Store, ref: str, *, viewer: Viewer) -> Original:
+    """A stored message by store id or Message-ID (with or without brackets), as VIEWER may
+    see it (P1: one he may not see is unknown to him; P2: no body, no quote)."""
     key = normalize_message_id(ref) or ref
-    row = msgstore.get_message(store, key) or msgstore.get_message(store, ref)
+    row = msgstore.get_message(store, key, viewer=viewer) or msgstore.get_message(
+        store, ref, viewer=viewer
+    )
     if row is None:
         raise SendRefused(f"no stored message {ref!r} to reply to", code="reply_unknown_message")
     key = row["id"]
     message_id, references = None, []
-    raw = msgstore.raw_bytes(store, key)
+    raw = msgstore.raw_bytes_unchecked(store, key)  # only its thread ids are read
     if raw:  # the ids exactly as written (the store keeps them lower-cased)
         headers = BytesHeaderParser(policy=policy.compat32).parsebytes(raw)
         ids = _ids_as_written(str(headers.get("Message-ID", "")))

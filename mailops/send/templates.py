@@ -143,15 +143,8 @@ def merge_context(
         deals = dirstore.deal_customers(store, customer_id)["deal_id"].drop_duplicates().tolist()
         deal_id = deals[0] if len(deals) == 1 else None  # ambiguous -> must be chosen
     if deal_id is not None:
-        rows = store.query("SELECT * FROM deals WHERE id = ?", [deal_id])
-        if rows.empty:
-            raise SendRefused(f"no deal {deal_id!r}", code="unknown_deal")
-        d = {k: (None if _isna(v) else v) for k, v in rows.iloc[0].to_dict().items()}
-        for key in ("expected_close", "created_at"):
-            value = d.get(key)
-            if value is not None and hasattr(value, "to_pydatetime"):
-                d[key] = value.to_pydatetime()
-        ctx["deal"] = Fields("deal", d)
+        d = _deal_of_customer(store, deal_id, customer_id)
+        ctx["deal"] = Fields("deal", {k: d.get(k) for k in DEAL_FIELDS})
         ctx["unit"] = Fields(
             "unit",
             {
@@ -171,6 +164,31 @@ def merge_context(
     )
     ctx["today"] = today or date.today()
     return ctx
+
+
+# the only deal columns a template may read (README: merge fields); never the whole row
+DEAL_FIELDS = ("id", "unit", "price", "currency", "project", "stage", "expected_close")
+
+
+def _deal_of_customer(store: Store, deal_id: str, customer_id: str) -> dict[str, Any]:
+    """The deal, when CUSTOMER_ID is one of its customers: a template never renders a deal
+    the customer is not on (someone else's offer and price)."""
+    row = dirstore.get_deal(store, deal_id)
+    if row is None:
+        raise SendRefused(f"no deal {deal_id!r}", code="unknown_deal")
+    members = set(dirstore.deal_customers(store, customer_id)["deal_id"])
+    if deal_id not in members:
+        raise SendRefused(
+            f"deal {deal_id!r} is not a deal of customer {customer_id!r}",
+            code="deal_not_of_customer",
+            guidance="pick one of the customer's deals with --deal",
+        )
+    d = {k: (None if _isna(v) else v) for k, v in row.items()}
+    for key in ("expected_close", "created_at"):
+        value = d.get(key)
+        if value is not None and hasattr(value, "to_pydatetime"):
+            d[key] = value.to_pydatetime()
+    return d
 
 
 def _isna(v: Any) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from mailops.errors import DirectoryError
+from mailops.permissions import Viewer, visible
 from mailops.store import Store
 
 ROLES = ("sales", "manager", "it", "admin")
@@ -65,6 +66,27 @@ def users_frame(store: Store) -> pd.DataFrame:
 def find_user(store: Store, user_id: str) -> User | None:
     rows = store.rows(f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE id = ?", [user_id])
     return User(*rows[0]) if rows else None
+
+
+def find_user_by_ref(store: Store, ref: str) -> User | None:
+    """A user by CRM id, else by e-mail address (case-insensitive)."""
+    rows = store.rows(
+        f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE id = ? OR lower(email) = ?"
+        " ORDER BY id = ? DESC LIMIT 1",
+        [ref, ref.lower(), ref],
+    )
+    return User(*rows[0]) if rows else None
+
+
+def active_user_emails(store: Store) -> list[tuple[str, str]]:
+    return [
+        (r[0], r[1])
+        for r in store.rows("SELECT id, lower(email) FROM users WHERE active ORDER BY id")
+    ]
+
+
+def team_members(store: Store, team: str) -> list[str]:
+    return [r[0] for r in store.rows("SELECT id FROM users WHERE team = ? ORDER BY id", [team])]
 
 
 def get_user(store: Store, user_id: str) -> User:
@@ -154,6 +176,70 @@ def customers_by_primary(store: Store, address: str, at: datetime | None = None)
         [address, at, at],
     )
     return [r[0] for r in rows]
+
+
+def customer_choices(store: Store, *, viewer: Viewer) -> list[tuple[str, str]]:
+    """("Name <primary address>", id) of the customers VIEWER may see (P1), by label."""
+    acc = visible(viewer, "customer", customer_owner="c.owner_user_id")
+    rows = store.rows(
+        "SELECT coalesce(c.name, c.id) || ' <' || coalesce(a.address, 'no email') || '>', c.id"
+        " FROM customers c LEFT JOIN customer_addresses a ON a.customer_id = c.id AND a.is_primary"
+        f" AND a.valid_to IS NULL WHERE {acc.where} ORDER BY 1",
+        acc.params,
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def deal_choices(store: Store, *, viewer: Viewer) -> list[tuple[str, str]]:
+    """("project unit (id)", id) of the deals with a customer VIEWER may see (P1)."""
+    acc = visible(viewer, "customer", customer_owner="c.owner_user_id")
+    rows = store.rows(
+        "SELECT coalesce(d.project, '') || ' ' || coalesce(d.unit, '') || ' (' || d.id || ')', d.id"
+        " FROM deals d WHERE EXISTS (SELECT 1 FROM deal_customers dc"
+        " JOIN customers c ON c.id = dc.customer_id"
+        f" WHERE dc.deal_id = d.id AND {acc.where}) ORDER BY d.id",
+        acc.params,
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def customer_with_priced_deal(store: Store, owner: str) -> tuple[str, str] | None:
+    """(customer, deal): a customer of OWNER with an address and a deal with unit and price."""
+    rows = store.rows(
+        "SELECT dc.customer_id, d.id FROM deals d JOIN deal_customers dc ON dc.deal_id = d.id"
+        " JOIN customers c ON c.id = dc.customer_id"
+        " JOIN customer_addresses a ON a.customer_id = c.id AND a.is_primary AND a.valid_to IS NULL"
+        " WHERE c.owner_user_id = ? AND d.unit IS NOT NULL AND d.price IS NOT NULL"
+        "   AND d.project IS NOT NULL AND c.name IS NOT NULL"
+        " ORDER BY d.id, dc.customer_id LIMIT 1",
+        [owner],
+    )
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def first_customer_with_address(store: Store, owner: str) -> str | None:
+    rows = store.rows(
+        "SELECT c.id FROM customers c JOIN customer_addresses a ON a.customer_id = c.id"
+        " AND a.is_primary AND a.valid_to IS NULL WHERE c.owner_user_id = ? ORDER BY c.id LIMIT 1",
+        [owner],
+    )
+    return rows[0][0] if rows else None
+
+
+def get_deal(store: Store, deal_id: str) -> dict[str, Any] | None:
+    df = store.query("SELECT * FROM deals WHERE id = ?", [deal_id])
+    return None if df.empty else dict(df.iloc[0].to_dict())
+
+
+def deal_member_ids(store: Store, deal_id: str) -> set[str]:
+    return {
+        r[0]
+        for r in store.rows("SELECT customer_id FROM deal_customers WHERE deal_id = ?", [deal_id])
+    }
+
+
+def customer_ids(store: Store) -> set[str]:
+    return {r[0] for r in store.rows("SELECT id FROM customers")}
 
 
 def deals_frame(store: Store) -> pd.DataFrame:

@@ -44,6 +44,7 @@ class Mailbox:
     last_sync_at: datetime | None = None
     last_good_sync_at: datetime | None = None
     created_at: datetime | None = None
+    visibility: str | None = None  # P2: NULL = the company policy
 
     @property
     def folders(self) -> list[str] | None:
@@ -84,6 +85,21 @@ def get(store: Store, mailbox_id: int) -> Mailbox:
     if not rows:
         raise MailopsError(f"no mailbox with id {mailbox_id}", code="mailbox_not_found")
     return _row_to_mailbox(rows[0])
+
+
+def connected_choices(store: Store, owner: str) -> list[tuple[str, int]]:
+    """(address, id) of OWNER's connected mailboxes: where he may send from."""
+    rows = store.rows(
+        "SELECT address, id FROM mailboxes WHERE owner_user_id = ? AND state = 'connected'"
+        " ORDER BY address",
+        [owner],
+    )
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def owner_of_mailbox(store: Store, mailbox_id: int) -> str | None:
+    owner = store.scalar("SELECT owner_user_id FROM mailboxes WHERE id = ?", [mailbox_id])
+    return None if owner is None else str(owner)
 
 
 def find(store: Store, ref: str | int, *, include_disconnected: bool = False) -> Mailbox:

@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from mailops.parse import ParsedMessage, parse_message, usable_message_id
 from mailops.safe_html import sanitize_html
+from mailops.permissions import Viewer, visible
 from mailops.store import Store, blobs
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "get_message",
     "html_for_display",
     "message_places",
+    "raw_bytes",
+    "raw_bytes_unchecked",
     "record_message",
     "rekey_identities",
     "resolve_identities",
@@ -346,38 +349,174 @@ def unlink_activity(
     return bool(n)
 
 
-def customer_activities(
-    store: Store, customer_id: str, *, include_unlinked: bool = False
-) -> pd.DataFrame:
-    """A customer's emails, newest first (S4); unlinked ones (S9) only on request."""
-    where = "" if include_unlinked else "AND a.unlinked_at IS NULL"
-    return store.query(
-        "SELECT a.occurred_at, a.direction, a.match_kind, a.deal_id, a.mailbox_id, a.user_id,"
-        " m.id AS message_id, m.subject, m.from_addr, m.to_addrs, m.cc_addrs, m.sent_at,"
-        " m.has_attachments, a.unlinked_at"
-        " FROM activities a JOIN messages m ON m.id = a.message_id"
-        f" WHERE a.customer_id = ? {where} ORDER BY a.occurred_at DESC NULLS LAST, m.id",
-        [customer_id],
+def relink_activity(store: Store, message_id: str, customer_id: str) -> bool:
+    """S9: undo an unlink (an admin's decision, recorded by the caller)."""
+    n = store.scalar(
+        "SELECT count(*) FROM activities WHERE message_id = ? AND customer_id = ?"
+        " AND unlinked_at IS NOT NULL",
+        [message_id, customer_id],
+    )
+    if n:
+        store.execute(
+            "UPDATE activities SET unlinked_at = NULL, unlinked_by = NULL"
+            " WHERE message_id = ? AND customer_id = ?",
+            [message_id, customer_id],
+        )
+    return bool(n)
+
+
+def record_link_change(
+    store: Store,
+    message_id: str,
+    customer_id: str,
+    action: str,
+    by: str,
+    reason: str | None = None,
+) -> None:
+    store.execute(
+        "INSERT INTO link_changes (message_id, customer_id, action, by_user_id, reason, changed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [message_id, customer_id, action, by, reason, _now()],
     )
 
 
-def get_message(store: Store, message_id: str) -> dict[str, Any] | None:
-    df = store.query("SELECT * FROM messages WHERE id = ?", [message_id])
-    if df.empty:
-        return None
-    return dict(df.iloc[0].to_dict())
-
-
-def message_places(store: Store, message_id: str) -> pd.DataFrame:
+def link_changes(store: Store, message_id: str) -> pd.DataFrame:
+    """The unlinks and relinks of one message (the explain paragraph reads them)."""
     return store.query(
-        "SELECT mailbox_id, folder, uidvalidity, uid, flags, internaldate, seen_at"
-        " FROM message_places WHERE message_id = ? ORDER BY mailbox_id, folder, uidvalidity, uid",
+        "SELECT customer_id, action, by_user_id, reason, changed_at FROM link_changes"
+        " WHERE message_id = ? ORDER BY id",
         [message_id],
     )
 
 
-def raw_bytes(store: Store, message_id: str) -> bytes | None:
-    """The raw bytes of a stored message (so it can always be re-parsed)."""
+def customer_activities(
+    store: Store, customer_id: str, *, viewer: Viewer, include_unlinked: bool = False
+) -> pd.DataFrame:
+    """A customer's emails VIEWER may see, newest first (S4); unlinked ones (S9) only on
+    request. Subjects the mailbox's level hides are NULL; ``shown`` says what the row shows."""
+    acc = visible(
+        viewer,
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
+    where = "" if include_unlinked else "AND a.unlinked_at IS NULL"
+    return store.query(
+        "SELECT a.occurred_at, a.direction, a.match_kind, a.deal_id, a.mailbox_id, a.user_id,"
+        f" m.id AS message_id, {acc.subject('m.subject', 'subject')}, m.from_addr, m.to_addrs,"
+        f" m.cc_addrs, m.sent_at, {acc.body('m.has_attachments', 'has_attachments')},"
+        f" a.unlinked_at, {acc.levels()}"
+        " FROM activities a JOIN messages m ON m.id = a.message_id"
+        " LEFT JOIN customers c ON c.id = a.customer_id"
+        " LEFT JOIN mailboxes mb ON mb.id = a.mailbox_id"
+        f" WHERE a.customer_id = ? {where} AND {acc.where}"
+        " ORDER BY a.occurred_at DESC NULLS LAST, m.id",
+        [customer_id, *acc.params],
+    )
+
+
+def newest_inbound_from_customer(
+    store: Store, mailbox_id: int, *, viewer: Viewer
+) -> tuple[str, str] | None:
+    """(message id, customer id) of the mailbox's newest inbound email a customer wrote from
+    his primary address, among what VIEWER may see."""
+    acc = visible(
+        viewer,
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
+    rows = store.rows(
+        "SELECT a.message_id, a.customer_id FROM activities a"
+        " JOIN customer_addresses ca ON ca.customer_id = a.customer_id AND ca.is_primary"
+        "   AND ca.valid_to IS NULL"
+        " JOIN messages m ON m.id = a.message_id AND m.from_addr = ca.address"
+        " LEFT JOIN customers c ON c.id = a.customer_id"
+        " LEFT JOIN mailboxes mb ON mb.id = a.mailbox_id"
+        " WHERE a.mailbox_id = ? AND a.direction = 'inbound' AND a.unlinked_at IS NULL"
+        f" AND {acc.where} ORDER BY a.occurred_at DESC NULLS LAST LIMIT 1",
+        [mailbox_id, *acc.params],
+    )
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def _message_access(store: Store, message_id: str, viewer: Viewer) -> tuple[bool, bool] | None:
+    """(subject_ok, body_ok) for the most open way VIEWER reaches the message -- through a
+    visible activity or a place in a visible mailbox; None when he cannot reach it."""
+    act = visible(
+        viewer,
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
+    place = visible(viewer, "mailbox", owner="mb.owner_user_id", level="mb.visibility")
+    row = store.rows(
+        f"SELECT bool_or(s), bool_or(b) FROM ("
+        f" SELECT {act.subject_ok} AS s, {act.body_ok} AS b FROM activities a"
+        " LEFT JOIN customers c ON c.id = a.customer_id"
+        " LEFT JOIN mailboxes mb ON mb.id = a.mailbox_id"
+        f" WHERE a.message_id = ? AND a.unlinked_at IS NULL AND {act.where}"
+        f" UNION ALL SELECT {place.subject_ok}, {place.body_ok} FROM message_places p"
+        " JOIN mailboxes mb ON mb.id = p.mailbox_id"
+        f" WHERE p.message_id = ? AND {place.where})",
+        [message_id, *act.params, message_id, *place.params],
+    )
+    if not row or row[0][0] is None:
+        return None
+    return bool(row[0][0]), bool(row[0][1])
+
+
+_HEADER_ONLY = ("subject",)  # hidden at level metadata
+_BODY_ONLY = ("body_text", "body_html", "has_attachments", "raw_sha256", "raw_size")
+
+
+def get_message(store: Store, message_id: str, *, viewer: Viewer) -> dict[str, Any] | None:
+    """A stored message as VIEWER may see it (P1: None when he may not see it at all; P2:
+    the body fields are None unless he may read it, the subject None at level metadata).
+    ``shown`` says which: everything / subject / metadata."""
+    access = _message_access(store, message_id, viewer)
+    if access is None:
+        return None
+    df = store.query("SELECT * FROM messages WHERE id = ?", [message_id])
+    if df.empty:
+        return None
+    out = dict(df.iloc[0].to_dict())
+    subject_ok, body_ok = access
+    for col in _BODY_ONLY if not body_ok else ():
+        out[col] = None
+    for col in _HEADER_ONLY if not subject_ok else ():
+        out[col] = None
+    out["shown"] = "everything" if body_ok else ("subject" if subject_ok else "metadata")
+    return out
+
+
+def message_places(store: Store, message_id: str, *, viewer: Viewer) -> pd.DataFrame:
+    acc = visible(viewer, "mailbox", owner="mb.owner_user_id", level="mb.visibility")
+    return store.query(
+        "SELECT p.mailbox_id, p.folder, p.uidvalidity, p.uid, p.flags, p.internaldate, p.seen_at"
+        " FROM message_places p JOIN mailboxes mb ON mb.id = p.mailbox_id"
+        f" WHERE p.message_id = ? AND {acc.where}"
+        " ORDER BY p.mailbox_id, p.folder, p.uidvalidity, p.uid",
+        [message_id, *acc.params],
+    )
+
+
+def raw_bytes(store: Store, message_id: str, *, viewer: Viewer) -> bytes | None:
+    """The raw bytes of a stored message, when VIEWER may read its body (P2)."""
+    access = _message_access(store, message_id, viewer)
+    if access is None or not access[1]:
+        return None
+    return raw_bytes_unchecked(store, message_id)
+
+
+def raw_bytes_unchecked(store: Store, message_id: str) -> bytes | None:
+    """For the engine only (re-parsing, erasure hashes): no viewer reads through this."""
     sha = store.scalar("SELECT raw_sha256 FROM messages WHERE id = ?", [message_id])
     return blobs.raw_bytes(store, sha) if sha else None
 
@@ -385,7 +524,7 @@ def raw_bytes(store: Store, message_id: str) -> bytes | None:
 # -- identity (S13) ---------------------------------------------------------------------
 def _stored_fingerprint(store: Store, message_id: str) -> str:
     """The fingerprint of a message stored before 0020 (computed once, then kept)."""
-    raw = raw_bytes(store, message_id)
+    raw = raw_bytes_unchecked(store, message_id)
     fp = parse_message(raw).content_fp if raw is not None else ""
     store.execute("UPDATE messages SET content_fp = ? WHERE id = ?", [fp, message_id])
     return fp
@@ -460,7 +599,7 @@ def rekey_identities(store: Store) -> dict[str, int]:
         if mid is not None and mid == key:
             plain.append(key)
             continue
-        raw = raw_bytes(store, key)
+        raw = raw_bytes_unchecked(store, key)
         if raw is None:
             continue
         parsed = parse_message(raw)

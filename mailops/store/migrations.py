@@ -514,4 +514,78 @@ MIGRATIONS: list[Migration] = [
         ALTER TABLE folder_checkpoints ADD COLUMN before_window BIGINT;
         """,
     ),
+    Migration(
+        "0041_visibility_and_policy",
+        """
+        -- P2: what others see of a mailbox's mail, chosen by its owner; NULL = company policy
+        ALTER TABLE mailboxes ADD COLUMN visibility VARCHAR;  -- everything | subject | metadata
+        -- company-wide settings decided by an admin, each change recorded (P2, S9)
+        CREATE TABLE company_policy (
+            key VARCHAR PRIMARY KEY,
+            value VARCHAR NOT NULL,
+            set_by VARCHAR,
+            set_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE SEQUENCE policy_change_seq;
+        CREATE TABLE policy_changes (
+            id BIGINT PRIMARY KEY DEFAULT nextval('policy_change_seq'),
+            scope VARCHAR NOT NULL,              -- company | mailbox:<id>
+            key VARCHAR NOT NULL,
+            old_value VARCHAR,
+            new_value VARCHAR,
+            by_user_id VARCHAR,
+            changed_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        """,
+    ),
+    Migration(
+        "0042_never_log_unlink_erasure",
+        """
+        -- S9: who listed a never-log entry (kinds: address | domain | customer)
+        ALTER TABLE never_log ADD COLUMN created_by VARCHAR;
+        -- S9: a stored message unlinked from / linked back to a customer (admins relink)
+        CREATE SEQUENCE link_change_seq;
+        CREATE TABLE link_changes (
+            id BIGINT PRIMARY KEY DEFAULT nextval('link_change_seq'),
+            message_id VARCHAR NOT NULL,
+            customer_id VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,             -- unlink | relink
+            by_user_id VARCHAR NOT NULL,
+            reason VARCHAR,
+            changed_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        -- G1: what an erasure removed, without personal data (hashes and counts only)
+        CREATE SEQUENCE erasure_seq;
+        CREATE TABLE erasure_receipts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('erasure_seq'),
+            target_kind VARCHAR NOT NULL,        -- address | customer
+            target_sha256 VARCHAR NOT NULL,      -- sha256 of the address / customer id
+            counts VARCHAR NOT NULL,             -- JSON {table: rows removed}
+            content_sha256 VARCHAR[],            -- sha256 of each removed message's raw bytes
+            by_user_id VARCHAR NOT NULL,
+            erased_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        -- G1: erased addresses, so no later sync or import brings them back
+        CREATE TABLE erasure_blocks (
+            address_sha256 VARCHAR PRIMARY KEY,
+            receipt_id BIGINT NOT NULL,
+            blocked_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP
+        );
+        CREATE TABLE erased_customers (
+            customer_sha256 VARCHAR PRIMARY KEY,
+            receipt_id BIGINT NOT NULL
+        );
+        """,
+    ),
+    Migration(
+        "0043_ledger_headers",
+        """
+        -- X1: To/Cc, INTERNALDATE and flags of each examined message, so a proposed rule
+        -- change can be replayed on the ledger without the server (a dry run)
+        ALTER TABLE audit_ledger ADD COLUMN to_addrs VARCHAR[];
+        ALTER TABLE audit_ledger ADD COLUMN cc_addrs VARCHAR[];
+        ALTER TABLE audit_ledger ADD COLUMN internaldate TIMESTAMP;
+        ALTER TABLE audit_ledger ADD COLUMN flags VARCHAR;
+        """,
+    ),
 ]

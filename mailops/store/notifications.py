@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from mailops.permissions import Viewer, visible
 from mailops.store import Store
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "notification_frame",
     "notify_new_inbound",
     "unread_count",
+    "visible_ids",
 ]
 
 
@@ -87,26 +89,31 @@ def notify_new_inbound(
     return int(store.rows("SELECT count(*) FROM notifications")[0][0] - before)
 
 
+def _subject_access(viewer: Viewer) -> Any:
+    # the subject of the message as the level of the mailbox it came through allows (P2)
+    return visible(viewer, "mailbox", owner="mb.owner_user_id", level="mb.visibility")
+
+
 def notification_frame(
     store: Store,
-    users: Sequence[str] | None,
     *,
+    viewer: Viewer,
     unread: bool = False,
     limit: int | None = None,
 ) -> pd.DataFrame:
-    """Notifications of USERS (None = everybody), unread first, then newest first."""
-    cond = ["TRUE"]
-    params: list[Any] = []
-    if users is not None:
-        cond.append("list_contains(?, n.user_id)")
-        params.append(list(users))
+    """The notifications VIEWER may see (P1: his own; a team manager his team's; admin and
+    SYSTEM all), unread first, then newest first."""
+    acc = visible(viewer, "notification", user="n.user_id")
+    subj = _subject_access(viewer)
+    cond = [acc.where]
+    params: list[Any] = list(acc.params)
     if unread:
         cond.append("n.read_at IS NULL")
     lim = f" LIMIT {int(limit)}" if limit else ""
     return store.query(
         "SELECT n.id, n.user_id, n.created_at, n.read_at IS NULL AS unread, n.reason,"
         " n.customer_id, coalesce(c.name, n.customer_id) AS customer, mb.address AS mailbox,"
-        " m.from_addr, m.subject, m.sent_at, n.message_id"
+        f" m.from_addr, {subj.subject('m.subject', 'subject')}, m.sent_at, n.message_id"
         " FROM notifications n LEFT JOIN messages m ON m.id = n.message_id"
         " LEFT JOIN customers c ON c.id = n.customer_id"
         " LEFT JOIN mailboxes mb ON mb.id = n.mailbox_id"
@@ -116,21 +123,41 @@ def notification_frame(
     )
 
 
-def unread_count(store: Store, user_id: str) -> int:
+def unread_count(store: Store, viewer: Viewer) -> int:
+    """VIEWER's own unread notifications."""
+    acc = visible(viewer, "notification", user="user_id")
     return int(
         store.scalar(
-            "SELECT count(*) FROM notifications WHERE user_id = ? AND read_at IS NULL", [user_id]
+            "SELECT count(*) FROM notifications WHERE user_id = ? AND read_at IS NULL"
+            f" AND {acc.where}",
+            [viewer.user_id, *acc.params],
         )
     )
 
 
-def mark_read(store: Store, users: Sequence[str] | None, ids: Sequence[int] | None) -> int:
-    """Mark IDS (None = all unread) of USERS (None = anybody's) read; returns how many."""
-    cond = ["read_at IS NULL"]
-    params: list[Any] = []
-    if users is not None:
-        cond.append("list_contains(?, user_id)")
-        params.append(list(users))
+def visible_ids(store: Store, ids: Sequence[int], *, viewer: Viewer) -> set[int]:
+    """Which of IDS VIEWER may mark read: his own (anybody's for SYSTEM)."""
+    acc = visible(viewer, "notification", user="user_id")
+    own = "" if viewer.is_system else " AND user_id = ?"
+    extra = [] if not own else [viewer.user_id]
+    return {
+        int(r[0])
+        for r in store.rows(
+            f"SELECT id FROM notifications WHERE list_contains(?, id) AND {acc.where}{own}",
+            [[int(i) for i in ids], *acc.params, *extra],
+        )
+    }
+
+
+def mark_read(store: Store, viewer: Viewer, ids: Sequence[int] | None) -> int:
+    """Mark IDS (None = all unread) of VIEWER's own notifications read (SYSTEM: anybody's);
+    returns how many."""
+    acc = visible(viewer, "notification", user="user_id")
+    cond = ["read_at IS NULL", acc.where]
+    params: list[Any] = list(acc.params)
+    if not viewer.is_system:
+        cond.append("user_id = ?")
+        params.append(viewer.user_id)
     if ids is not None:
         cond.append("list_contains(?, id)")
         params.append([int(i) for i in ids])
@@ -151,17 +178,20 @@ def mark_message_read(store: Store, user_id: str, message_id: str) -> int:
     return len(rows)
 
 
-def digest_rows(store: Store, user_id: str) -> pd.DataFrame:
-    """Unread notifications of USER_ID not yet sent in a digest, oldest first."""
+def digest_rows(store: Store, viewer: Viewer) -> pd.DataFrame:
+    """VIEWER's own unread notifications not yet sent in a digest, oldest first; subjects
+    as the mailboxes' levels allow (a digest lists customers and subjects, never bodies)."""
+    acc = visible(viewer, "notification", user="n.user_id")
+    subj = _subject_access(viewer)
     return store.query(
         "SELECT n.id, n.created_at, coalesce(c.name, n.customer_id) AS customer,"
-        " m.from_addr, m.subject, m.sent_at, mb.address AS mailbox"
+        f" m.from_addr, {subj.subject('m.subject', 'subject')}, m.sent_at, mb.address AS mailbox"
         " FROM notifications n LEFT JOIN messages m ON m.id = n.message_id"
         " LEFT JOIN customers c ON c.id = n.customer_id"
         " LEFT JOIN mailboxes mb ON mb.id = n.mailbox_id"
-        " WHERE n.user_id = ? AND n.read_at IS NULL AND n.digest_at IS NULL"
+        f" WHERE n.user_id = ? AND {acc.where} AND n.read_at IS NULL AND n.digest_at IS NULL"
         " ORDER BY n.created_at, n.id",
-        [user_id],
+        [viewer.user_id, *acc.params],
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from mailops.errors import MailopsError
+from mailops.permissions import Viewer, visible
 from mailops.store import Store
 
 OUTBOX_STATES = ("queued", "sending", "sent", "failed", "delivery_unknown")
@@ -87,6 +88,10 @@ def templates_frame(store: Store) -> pd.DataFrame:
         "SELECT id, name, subject, body_html IS NOT NULL AS rich, created_by, updated_at"
         " FROM templates ORDER BY name"
     )
+
+
+def template_choices(store: Store) -> list[tuple[str, str]]:
+    return [(r[0], r[0]) for r in store.rows("SELECT name FROM templates ORDER BY name")]
 
 
 def delete_template(store: Store, ref: str | int) -> None:
@@ -172,10 +177,12 @@ def get_draft(store: Store, draft_id: int) -> Draft:
 
 
 def drafts_frame(
-    store: Store, user_id: str | None = None, *, include_sent: bool = False
+    store: Store, user_id: str | None = None, *, viewer: Viewer, include_sent: bool = False
 ) -> pd.DataFrame:
-    where = ["TRUE"]
-    params: list[Any] = []
+    """VIEWER's drafts (P1: a draft is its author's; admin and SYSTEM see all)."""
+    acc = visible(viewer, "draft", user="user_id")
+    where = [acc.where]
+    params: list[Any] = list(acc.params)
     if user_id:
         where.append("user_id = ?")
         params.append(user_id)
@@ -293,10 +300,25 @@ def items(store: Store, states: tuple[str, ...] = OUTBOX_STATES) -> list[OutboxI
     return [_row_to_item(r) for r in rows]
 
 
+def draft_for(store: Store, draft_id: int, *, viewer: Viewer) -> Draft:
+    """One draft, when VIEWER may read it (its author, admin, SYSTEM)."""
+    acc = visible(viewer, "draft", user="user_id")
+    rows = store.rows(
+        f"SELECT {', '.join(_DRAFT_COLS)} FROM drafts WHERE id = ? AND {acc.where}",
+        [draft_id, *acc.params],
+    )
+    if not rows:
+        raise MailopsError(f"no draft {draft_id}", code="draft_not_found")
+    return _row_to_draft(rows[0])
+
+
 def outbox_frame(
-    store: Store, user_id: str | None = None, state: str | None = None
+    store: Store, user_id: str | None = None, state: str | None = None, *, viewer: Viewer
 ) -> pd.DataFrame:
-    where, params = ["TRUE"], []
+    """Outbox entries VIEWER may see (P1 scope of their senders); subjects as the sending
+    mailbox's level allows (P2)."""
+    acc = visible(viewer, "outbox", user="o.user_id", owner="m.owner_user_id", level="m.visibility")
+    where, params = [acc.where], list(acc.params)
     if user_id:
         where.append("o.user_id = ?")
         params.append(user_id)
@@ -305,12 +327,39 @@ def outbox_frame(
         params.append(state)
     return store.query(
         "SELECT o.id, o.state, o.phase, o.attempts, m.address AS mailbox, o.recipients,"
-        " o.subject, o.sent_copy, o.message_id_header, o.error_code, o.last_error, o.created_at,"
+        f" {acc.subject('o.subject', 'subject')}, o.sent_copy, o.message_id_header, o.error_code, o.last_error, o.created_at,"
         " o.sent_at"
         " FROM outbox o LEFT JOIN mailboxes m ON m.id = o.mailbox_id"
         f" WHERE {' AND '.join(where)} ORDER BY o.id",
         params,
     )
+
+
+def sent_with_subject(store: Store, mailbox_id: int, subject: str) -> int | None:
+    oid = store.scalar(
+        "SELECT id FROM outbox WHERE mailbox_id = ? AND subject = ? AND state = 'sent'"
+        " ORDER BY id LIMIT 1",
+        [mailbox_id, subject],
+    )
+    return None if oid is None else int(oid)
+
+
+def set_error_code(store: Store, outbox_id: int, code: str) -> None:
+    store.execute("UPDATE outbox SET error_code = ? WHERE id = ?", [code, outbox_id])
+
+
+def save_attachment_blob(store: Store, digest: str, content: bytes) -> None:
+    """A draft's attachment, content addressed like the synced ones (S10)."""
+    store.execute(
+        "INSERT INTO attachment_blobs (sha256, size, content) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        [digest, len(content), content],
+    )
+
+
+def attachment_blob(store: Store, digest: str) -> bytes | None:
+    content = store.scalar("SELECT content FROM attachment_blobs WHERE sha256 = ?", [digest])
+    return None if content is None else bytes(content)
 
 
 def start_attempt(store: Store, outbox_id: int) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from mailops.permissions import Access, Viewer, visible
 from mailops.store import Store
 
 __all__ = [
@@ -69,28 +70,69 @@ def directory_rows(store: Store) -> dict[str, Any]:
     never_log += [
         ("customer", r[0], None) for r in store.rows("SELECT id FROM customers WHERE never_log")
     ]
+    erased = [r[0] for r in store.rows("SELECT address_sha256 FROM erasure_blocks")]
     return {
         "addresses": addresses,
         "deals": deals,
         "mailbox_addresses": mailbox_addresses,
         "never_log": never_log,
+        "erased": erased,
     }
 
 
-def add_never_log(store: Store, kind: str, value: str, user_id: str | None = None) -> None:
-    """S9: never log mail with this address (``kind='address'``) or for this customer
-    (``kind='customer'``), for one user or (``user_id=None``) for everyone."""
-    if kind not in ("address", "customer"):
+NEVER_LOG_KINDS = ("address", "domain", "customer")
+
+
+def _never_log_value(kind: str, value: str) -> str:
+    if kind not in NEVER_LOG_KINDS:
         raise ValueError(kind)
-    value = value.strip().lower() if kind == "address" else value
+    return value if kind == "customer" else value.strip().lower().lstrip("@")
+
+
+def add_never_log(
+    store: Store, kind: str, value: str, user_id: str | None = None, *, by: str | None = None
+) -> bool:
+    """S9: never log mail with this address, in this domain, or for this customer, for one
+    user or (``user_id=None``) for everyone. True when the entry is new."""
+    value = _never_log_value(kind, value)
     exists = store.scalar(
         "SELECT count(*) FROM never_log WHERE kind = ? AND value = ? AND user_id IS NOT DISTINCT FROM ?",
         [kind, value, user_id],
     )
     if not exists:
         store.execute(
-            "INSERT INTO never_log (kind, value, user_id) VALUES (?, ?, ?)", [kind, value, user_id]
+            "INSERT INTO never_log (kind, value, user_id, created_by) VALUES (?, ?, ?, ?)",
+            [kind, value, user_id, by or user_id],
         )
+    return not exists
+
+
+def remove_never_log(store: Store, kind: str, value: str, user_id: str | None = None) -> bool:
+    value = _never_log_value(kind, value)
+    n = store.scalar(
+        "SELECT count(*) FROM never_log WHERE kind = ? AND value = ? AND user_id IS NOT DISTINCT FROM ?",
+        [kind, value, user_id],
+    )
+    if n:
+        store.execute(
+            "DELETE FROM never_log WHERE kind = ? AND value = ? AND user_id IS NOT DISTINCT FROM ?",
+            [kind, value, user_id],
+        )
+    return bool(n)
+
+
+def never_log_frame(store: Store, user_id: str | None = None) -> pd.DataFrame:
+    """Never-log entries: the company's and (USER_ID given) that user's; customers marked
+    never-log in the CRM import are listed as company-wide ``customer`` entries."""
+    who = "user_id IS NULL" + (" OR user_id = ?" if user_id else " OR TRUE")
+    params = [user_id] if user_id else []
+    return store.query(
+        "SELECT kind, value, coalesce(user_id, '(company)') AS scope, created_by, created_at"
+        f" FROM never_log WHERE {who}"
+        " UNION ALL SELECT 'customer', id, '(company, CRM import)', NULL, updated_at"
+        " FROM customers WHERE never_log ORDER BY 1, 2, 3",
+        params,
+    )
 
 
 # -- checkpoints ------------------------------------------------------------------------
@@ -307,6 +349,10 @@ class LedgerRow:
     from_addr: str | None
     subject: str | None
     identity: str | None = None  # S13, stored rows: new | linked | variant (same id, other content)
+    to_addrs: list[str] | None = None  # X1: what a dry run of a rule change replays
+    cc_addrs: list[str] | None = None
+    internaldate: datetime | None = None
+    flags: str | None = None
 
 
 def add_ledger(store: Store, rows: Sequence[LedgerRow]) -> int:
@@ -328,6 +374,10 @@ def add_ledger(store: Store, rows: Sequence[LedgerRow]) -> int:
             "from_addr": pa.array([r.from_addr for r in rows], pa.string()),
             "subject": pa.array([r.subject for r in rows], pa.string()),
             "identity": pa.array([r.identity for r in rows], pa.string()),
+            "to_addrs": pa.array([r.to_addrs for r in rows], pa.list_(pa.string())),
+            "cc_addrs": pa.array([r.cc_addrs for r in rows], pa.list_(pa.string())),
+            "internaldate": pa.array([r.internaldate for r in rows], pa.timestamp("us")),
+            "flags": pa.array([r.flags for r in rows], pa.string()),
             "examined_at": pa.array([now] * len(rows), pa.timestamp("us")),
         }
     )
@@ -342,10 +392,11 @@ def add_ledger(store: Store, rows: Sequence[LedgerRow]) -> int:
 
 
 def _audit_where(
-    run_id: int | None, mailbox_id: int | None, since: datetime | None
-) -> tuple[str, list[Any]]:
-    where: list[str] = ["TRUE"]
-    params: list[Any] = []
+    viewer: Viewer, run_id: int | None, mailbox_id: int | None, since: datetime | None
+) -> tuple[str, list[Any], Access]:
+    acc = visible(viewer, "mailbox", owner="mb.owner_user_id", level="mb.visibility")
+    where: list[str] = [acc.where]
+    params: list[Any] = list(acc.params)
     if run_id is not None:
         where.append("l.run_id = ?")
         params.append(run_id)
@@ -355,23 +406,55 @@ def _audit_where(
     if since is not None:
         where.append("l.examined_at >= ?")
         params.append(since)
-    return " AND ".join(where), params
+    return " AND ".join(where), params, acc
 
 
 def audit(
     store: Store,
     *,
+    viewer: Viewer,
     run_id: int | None = None,
     mailbox_id: int | None = None,
     since: datetime | None = None,
 ) -> pd.DataFrame:
-    """The S11 ledger: one row per message examined per run, with the mailbox address."""
-    where, params = _audit_where(run_id, mailbox_id, since)
+    """The S11 ledger rows VIEWER may see: one per message examined per run, with the
+    mailbox address; the subject is NULL where the mailbox's level hides it (P2)."""
+    where, params, acc = _audit_where(viewer, run_id, mailbox_id, since)
     return store.query(
         "SELECT l.run_id, l.examined_at, l.mailbox_id, mb.address AS mailbox, l.folder,"
         " l.uidvalidity, l.uid, l.message_id, l.decision, l.reason, l.customers, l.msg_date,"
-        " l.from_addr, l.subject, l.identity FROM audit_ledger l LEFT JOIN mailboxes mb ON mb.id = l.mailbox_id"
+        f" l.from_addr, {acc.subject('l.subject', 'subject')}, l.identity"
+        " FROM audit_ledger l JOIN mailboxes mb ON mb.id = l.mailbox_id"
         f" WHERE {where} ORDER BY l.run_id, l.folder, l.uid",
+        params,
+    )
+
+
+def examined_latest(store: Store, *, viewer: Viewer, mailbox_id: int | None = None) -> pd.DataFrame:
+    """X1: the last decision on every message the sync examined (per mailbox, folder,
+    UIDVALIDITY, UID) that VIEWER may see, with what a rule change is replayed on: the
+    headers (To/Cc from the ledger, else from the stored message), INTERNALDATE, flags,
+    and the mailbox's owner, window and folder choice."""
+    acc = visible(viewer, "mailbox", owner="mb.owner_user_id", level="mb.visibility")
+    where, params = [acc.where], list(acc.params)
+    if mailbox_id is not None:
+        where.append("l.mailbox_id = ?")
+        params.append(mailbox_id)
+    return store.query(
+        "SELECT l.run_id, l.mailbox_id, mb.address AS mailbox, mb.owner_user_id AS owner,"
+        " mb.connected_at, mb.backfill_days, mb.sync_folders, l.folder, l.uidvalidity, l.uid,"
+        " l.message_id, l.decision, l.reason, l.customers, l.msg_date, l.from_addr,"
+        f" {acc.subject('l.subject', 'subject')},"
+        " coalesce(l.to_addrs, msg.to_addrs, []) AS to_addrs,"
+        " coalesce(l.cc_addrs, msg.cc_addrs, []) AS cc_addrs,"
+        " l.to_addrs IS NOT NULL OR msg.id IS NOT NULL AS headers_known,"
+        " l.internaldate, coalesce(l.flags, '') AS flags, l.examined_at"
+        " FROM audit_ledger l JOIN mailboxes mb ON mb.id = l.mailbox_id"
+        " LEFT JOIN messages msg ON msg.id = l.message_id"
+        f" WHERE {' AND '.join(where)}"
+        " QUALIFY row_number() OVER (PARTITION BY l.mailbox_id, l.folder, l.uidvalidity, l.uid"
+        "   ORDER BY l.run_id DESC, l.examined_at DESC) = 1"
+        " ORDER BY l.mailbox_id, l.folder, l.uid",
         params,
     )
 
@@ -379,35 +462,44 @@ def audit(
 def audit_summary(
     store: Store,
     *,
+    viewer: Viewer,
     run_id: int | None = None,
     mailbox_id: int | None = None,
     since: datetime | None = None,
 ) -> pd.DataFrame:
     """Counts by decision and reason (what ``mailops audit --summary`` prints)."""
-    where, params = _audit_where(run_id, mailbox_id, since)
+    where, params, _ = _audit_where(viewer, run_id, mailbox_id, since)
     return store.query(
-        "SELECT l.decision, l.reason, count(*) AS messages FROM audit_ledger l"
+        "SELECT l.decision, l.reason, count(*) AS messages"
+        " FROM audit_ledger l JOIN mailboxes mb ON mb.id = l.mailbox_id"
         f" WHERE {where} GROUP BY ALL ORDER BY l.decision DESC, messages DESC, l.reason",
         params,
     )
 
 
-def runs(store: Store, mailbox_id: int | None = None, limit: int = 50) -> pd.DataFrame:
-    sql = (
+def runs(
+    store: Store, mailbox_id: int | None = None, limit: int = 50, *, viewer: Viewer
+) -> pd.DataFrame:
+    acc = visible(viewer, "mailbox", owner="mb.owner_user_id")
+    where, params = [acc.where], list(acc.params)
+    if mailbox_id is not None:
+        where.append("r.mailbox_id = ?")
+        params.append(mailbox_id)
+    return store.query(
         "SELECT r.id, r.mailbox_id, mb.address AS mailbox, r.trigger, r.started_at, r.finished_at,"
         " r.status, r.examined, r.stored, r.skipped, r.linked, r.errors, r.duration_s, r.error_code,"
-        " r.error_message FROM sync_runs r LEFT JOIN mailboxes mb ON mb.id = r.mailbox_id"
+        " r.error_message FROM sync_runs r JOIN mailboxes mb ON mb.id = r.mailbox_id"
+        f" WHERE {' AND '.join(where)} ORDER BY r.id DESC LIMIT ?",
+        [*params, limit],
     )
-    if mailbox_id is not None:
-        return store.query(
-            sql + " WHERE r.mailbox_id = ? ORDER BY r.id DESC LIMIT ?", [mailbox_id, limit]
-        )
-    return store.query(sql + " ORDER BY r.id DESC LIMIT ?", [limit])
 
 
-def folder_reports(store: Store, run_id: int) -> pd.DataFrame:
+def folder_reports(store: Store, run_id: int, *, viewer: Viewer) -> pd.DataFrame:
+    acc = visible(viewer, "mailbox", owner="mb.owner_user_id")
     return store.query(
-        "SELECT * FROM sync_folder_reports WHERE run_id = ? ORDER BY folder", [run_id]
+        "SELECT f.* FROM sync_folder_reports f JOIN mailboxes mb ON mb.id = f.mailbox_id"
+        f" WHERE f.run_id = ? AND {acc.where} ORDER BY f.folder",
+        [run_id, *acc.params],
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from mailops.permissions import Access, Viewer, visible
 from mailops.store import Store
 
 __all__ = [
@@ -49,30 +50,43 @@ def customer_matches(store: Store, ref: str) -> list[tuple[str, str | None]]:
     return []
 
 
-def _visible(viewer: Any) -> tuple[str, list[Any]]:
-    sql, params = viewer.activity_clause("a.user_id", "c.owner_user_id")
-    return f"a.unlinked_at IS NULL AND {sql}", params
+def _access(viewer: Viewer) -> Access:
+    return visible(
+        viewer,
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
+
+
+def _visible(viewer: Viewer) -> tuple[str, list[Any]]:
+    acc = _access(viewer)
+    return f"a.unlinked_at IS NULL AND {acc.where}", acc.params
 
 
 def timeline_frame(
-    store: Store, viewer: Any, customer_id: str, *, limit: int | None = None
+    store: Store, viewer: Viewer, customer_id: str, *, limit: int | None = None
 ) -> pd.DataFrame:
     """CUSTOMER_ID's emails both ways, newest first: when, direction, deal, mailbox,
     subject, preview (empty for a viewer who reads no bodies), attachments, message id,
     and whether the viewer has an unread notification for it."""
     vis, params = _visible(viewer)
+    acc = _access(viewer)
     preview = (
-        f"left(trim(regexp_replace(coalesce(m.body_text, ''), '\\s+', ' ', 'g')), {PREVIEW_CHARS})"
-        if viewer.reads_bodies
-        else "''"
+        f"CASE WHEN {acc.body_ok} THEN"
+        f" left(trim(regexp_replace(coalesce(m.body_text, ''), '\\s+', ' ', 'g')), {PREVIEW_CHARS})"
+        " ELSE '' END"
     )
     lim = f" LIMIT {int(limit)}" if limit else ""
     return store.query(
         "SELECT a.occurred_at AS at, a.direction,"
         " coalesce(nullif(trim(coalesce(d.project, '') || ' ' || coalesce(d.unit, '')), ''), d.name, a.deal_id) AS deal,"
-        " mb.address AS mailbox, m.from_addr, m.subject,"
+        f" mb.address AS mailbox, m.from_addr, {acc.subject('m.subject', 'subject')},"
         f" {preview} AS preview,"
-        " (SELECT count(*) FROM attachments t WHERE t.message_id = m.id) AS attachments,"
+        f" CASE WHEN {acc.body_ok} THEN (SELECT count(*) FROM attachments t"
+        " WHERE t.message_id = m.id) ELSE 0 END AS attachments,"
         " EXISTS (SELECT 1 FROM notifications n WHERE n.message_id = m.id AND n.user_id = ?"
         "   AND n.read_at IS NULL) AS unread,"
         " m.id AS message_id, a.deal_id, a.mailbox_id"
@@ -87,11 +101,12 @@ def timeline_frame(
 
 
 def mailboxes_behind(
-    store: Store, viewer: Any, customer_id: str
+    store: Store, viewer: Viewer, customer_id: str
 ) -> list[tuple[int, datetime | None]]:
     """Connected mailboxes a timeline of CUSTOMER_ID is read from, as the viewer sees it:
     those holding the customer's activities and the viewer's own. [(id, last_sync_at)]."""
-    vis, params = viewer.mailbox_clause("mb.owner_user_id")
+    acc = visible(viewer, "mailbox", owner="mb.owner_user_id")
+    vis, params = acc.where, acc.params
     return [
         (int(r[0]), r[1])
         for r in store.rows(
@@ -103,11 +118,14 @@ def mailboxes_behind(
     ]
 
 
-def message_row(store: Store, viewer: Any, message_id: str) -> dict[str, Any] | None:
-    """The stored message if the viewer may see one of its activities, else None."""
+def message_row(store: Store, viewer: Viewer, message_id: str) -> dict[str, Any] | None:
+    """The stored message if the viewer may see one of its activities, else None; with
+    ``subject_ok`` / ``body_ok``: what the most open of those activities shows (P2)."""
     vis, params = _visible(viewer)
+    acc = _access(viewer)
     df = store.query(
-        "SELECT m.*, list(DISTINCT a.customer_id ORDER BY a.customer_id) AS customer_ids,"
+        f"SELECT m.*, bool_or({acc.subject_ok}) AS subject_ok, bool_or({acc.body_ok}) AS body_ok,"
+        " list(DISTINCT a.customer_id ORDER BY a.customer_id) AS customer_ids,"
         " list(DISTINCT coalesce(c.name, a.customer_id)) AS customer_names,"
         " list(DISTINCT mb.address) FILTER (WHERE mb.address IS NOT NULL) AS mailboxes,"
         " min(a.direction) AS direction, min(a.deal_id) AS deal_id"
@@ -120,6 +138,17 @@ def message_row(store: Store, viewer: Any, message_id: str) -> dict[str, Any] | 
     if df.empty:
         return None
     return dict(df.iloc[0].to_dict())
+
+
+def oldest_good_sync(store: Store, mailbox_ids: list[int]) -> datetime | None:
+    value = store.scalar(
+        "SELECT min(last_good_sync_at) FROM mailboxes WHERE list_contains(?, id)", [mailbox_ids]
+    )
+    return value  # type: ignore[no-any-return]
+
+
+def message_exists(store: Store, message_id: str) -> bool:
+    return bool(store.scalar("SELECT count(*) FROM messages WHERE id = ?", [message_id]))
 
 
 def attachments_of(store: Store, message_id: str) -> pd.DataFrame:

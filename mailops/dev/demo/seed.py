@@ -141,7 +141,9 @@ def _import_directory(
     (before the primary-address changes), then today's (S3 history from two imports)."""
     paths = company.write_csvs(csv_dir)
     done: list[tuple[str, ImportResult]] = []
-    known = set(store.query("SELECT id FROM customers")["id"])
+    from mailops.store.directory import customer_ids
+
+    known = customer_ids(store)
     if not known & {c.id for c in company.customers}:
         at = company.snapshot_day
         result = import_csv(

@@ -13,6 +13,7 @@ from typing import Any
 
 from mailops.config import Settings
 from mailops.errors import MailopsError
+from mailops.permissions import SYSTEM
 from mailops.send import EmailRequest
 from mailops.store import Store
 from mailops.store import directory as dirstore
@@ -76,39 +77,21 @@ def _deliverable(settings: Settings, addresses: list[str]) -> None:
 
 
 def _already(store: Store, mailbox_id: int, subject: str) -> obstore.OutboxItem | None:
-    oid = store.scalar(
-        "SELECT id FROM outbox WHERE mailbox_id = ? AND subject = ? AND state = 'sent' ORDER BY id LIMIT 1",
-        [mailbox_id, subject],
-    )
-    return obstore.get_item(store, int(oid)) if oid is not None else None
+    oid = obstore.sent_with_subject(store, mailbox_id, subject)
+    return obstore.get_item(store, oid) if oid is not None else None
 
 
 def _offer_target(store: Store, owner: str) -> tuple[str, str] | None:
     """A customer of OWNER with an address and a deal that has a unit and a price."""
-    rows = store.rows(
-        "SELECT dc.customer_id, d.id FROM deals d JOIN deal_customers dc ON dc.deal_id = d.id"
-        " JOIN customers c ON c.id = dc.customer_id"
-        " JOIN customer_addresses a ON a.customer_id = c.id AND a.is_primary AND a.valid_to IS NULL"
-        " WHERE c.owner_user_id = ? AND d.unit IS NOT NULL AND d.price IS NOT NULL"
-        "   AND d.project IS NOT NULL AND c.name IS NOT NULL"
-        " ORDER BY d.id, dc.customer_id LIMIT 1",
-        [owner],
-    )
-    return (rows[0][0], rows[0][1]) if rows else None
+    return dirstore.customer_with_priced_deal(store, owner)
 
 
-def _reply_target(store: Store, mailbox_id: int) -> tuple[str, str] | None:
+def _reply_target(store: Store, mailbox_id: int, owner: str) -> tuple[str, str] | None:
     """The newest synced inbound customer email of the mailbox: (message id, customer id)."""
-    rows = store.rows(
-        "SELECT a.message_id, a.customer_id FROM activities a"
-        " JOIN customer_addresses ca ON ca.customer_id = a.customer_id AND ca.is_primary"
-        "   AND ca.valid_to IS NULL"
-        " JOIN messages m ON m.id = a.message_id AND m.from_addr = ca.address"
-        " WHERE a.mailbox_id = ? AND a.direction = 'inbound' AND a.unlinked_at IS NULL"
-        " ORDER BY a.occurred_at DESC NULLS LAST LIMIT 1",
-        [mailbox_id],
-    )
-    return (rows[0][0], rows[0][1]) if rows else None
+    from mailops.permissions import scope_for
+    from mailops.store.messages import newest_inbound_from_customer
+
+    return newest_inbound_from_customer(store, mailbox_id, viewer=scope_for(store, owner))
 
 
 def run_demo(
@@ -174,7 +157,7 @@ def run_demo(
             )
             break
     for mb in mailboxes:
-        target = _reply_target(store, mb.id)
+        target = _reply_target(store, mb.id, mb.owner_user_id)
         if target is not None:
             go(
                 mb,
@@ -188,13 +171,9 @@ def run_demo(
             )
             break
     mb = mailboxes[-1]
-    plain = store.rows(
-        "SELECT c.id FROM customers c JOIN customer_addresses a ON a.customer_id = c.id"
-        " AND a.is_primary AND a.valid_to IS NULL WHERE c.owner_user_id = ? ORDER BY c.id LIMIT 1",
-        [mb.owner_user_id],
-    )
+    plain = dirstore.first_customer_with_address(store, mb.owner_user_id)
     if plain:
-        cid = plain[0][0]
+        cid = plain
         co = sorted(
             c
             for c in dirstore.co_customers(store, cid)
@@ -215,7 +194,7 @@ def run_demo(
 
     for cid in dict.fromkeys(touched):
         cust = dirstore.get_customer(store, cid) or {}
-        acts = customer_activities(store, cid).head(4)
+        acts = customer_activities(store, cid, viewer=SYSTEM).head(4)
         echo(f"  activities of {cid} ({cust.get('name')}):")
         for row in acts.itertuples():
             when = str(row.occurred_at)[:16]

@@ -1,0 +1,123 @@
+"""``mailops dry-run`` (X1: which examined emails a rule change would decide otherwise)
+and ``mailops explain`` (X1: why one email is or is not in the CRM)."""
+
+from __future__ import annotations
+
+import click
+
+from mailops.cli import Context, pass_ctx
+
+
+def _viewer_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--as",
+        "viewer_ref",
+        envvar="MAILOPS_USER",
+        default="system",
+        show_default=True,
+        help="Who asks (P1): only the mailboxes and subjects he may see.",
+    )(f)
+
+
+@click.command("dry-run")
+@click.option(
+    "--never-log",
+    "add",
+    multiple=True,
+    metavar="KIND:VALUE",
+    help="Add a company-wide never-log entry (address:, domain:, customer:).",
+)
+@click.option(
+    "--user-never-log",
+    "add_user",
+    multiple=True,
+    metavar="USER=KIND:VALUE",
+    help="Add a never-log entry for one user.",
+)
+@click.option(
+    "--drop-never-log",
+    "drop",
+    multiple=True,
+    metavar="KIND:VALUE",
+    help="Remove a never-log entry (company-wide and every user's).",
+)
+@click.option("--backfill-days", type=int, help="Another backfill window (S2), every mailbox.")
+@click.option(
+    "--folders",
+    "folders",
+    multiple=True,
+    metavar="MAILBOX=F1,F2",
+    help="Another folder choice for a mailbox (`MAILBOX=default` for the default set).",
+)
+@click.option(
+    "--internal-policy",
+    type=click.Choice(["strict", "off"]),
+    help="Another internal-mail policy (S5).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: counts and the messages.")
+@click.option(
+    "--limit",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Messages listed (the counts cover all).",
+)
+@_viewer_option
+@pass_ctx
+def dry_run_cmd(
+    ctx: Context,
+    add,
+    add_user,
+    drop,
+    backfill_days,
+    folders,
+    internal_policy,
+    as_json,
+    limit,
+    viewer_ref,
+) -> None:  # type: ignore[no-untyped-def]
+    """X1: which emails the sync already examined would change decision under a proposed
+    rule change -- from the ledger and the stored headers; nothing is written and no
+    server is asked."""
+    from mailops.dryrun import RuleChange, dry_run, parse_entry
+    from mailops.permissions import scope_for
+    from mailops.reports import open_reader
+    from mailops.store import mailboxes
+
+    change = RuleChange(backfill_days=backfill_days, internal_policy=internal_policy)
+    change.add_never_log = [parse_entry(e) for e in add]
+    for item in add_user:
+        user, sep, entry = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--user-never-log wants USER=KIND:VALUE, not {item!r}")
+        change.add_never_log.append(parse_entry(entry, user.strip()))
+    change.drop_never_log = [parse_entry(e) for e in drop]
+    store = open_reader(ctx.settings.db)
+    for item in folders:
+        ref, sep, names = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--folders wants MAILBOX=F1,F2, not {item!r}")
+        mb = mailboxes.find(store, ref.strip(), include_disconnected=True)
+        chosen = [n.strip() for n in names.split(",") if n.strip()]
+        change.folders[mb.id] = None if chosen in ([], ["default"]) else chosen
+    result = dry_run(store, ctx.settings, change, viewer=scope_for(store, viewer_ref))
+    if as_json:
+        click.echo(result.to_json())
+        return
+    click.echo(f"proposed: {change.describe()}")
+    click.echo(result.summary())
+    for r in result.changed.head(limit).itertuples(index=False):
+        when = (
+            f"{r.msg_date:%Y-%m-%d}" if r.msg_date is not None and r.msg_date == r.msg_date else "?"
+        )
+        sure = "" if r.certain else " (From only)"
+        click.echo(
+            f"  {r.mailbox} {r.folder} uid {r.uid} {when} {r.from_addr or ''}"
+            f" {r.subject or ''!r}: {r.now} -> {r.would}{sure}"
+        )
+    if len(result.changed) > limit:
+        click.echo(f"  ... {len(result.changed) - limit} more (use --json for all)")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(dry_run_cmd)
