@@ -538,7 +538,7 @@ def _memory_capped(store: Store, limit: str | None) -> Iterator[None]:
     if limit is None:
         yield
         return
-    before = store.scalar("SELECT current_setting('memory_limit')")
+    before = store.setting("memory_limit")
     try:  # (a SET that cannot free enough memory raises, yet leaves the new limit set)
         store.execute(f"SET memory_limit = '{limit}'")
         store.execute("SET preserve_insertion_order = false")  # less to hold; we ORDER BY

@@ -305,26 +305,20 @@ def thread_facts(store: Store, thread_row: Any, now: datetime | None = None) -> 
     cust = dirstore.get_customer(store, thread_row.customer_id) or {}
     name = str(cust.get("name") or thread_row.customer_id)
     user = dirstore.find_user(store, thread_row.user_id) if thread_row.user_id else None
-    deal = (
-        store.rows("SELECT project, unit FROM deals WHERE id = ?", [thread_row.deal_id])
+    from mailops.store import mailboxes as mbstore
+
+    row = (
+        dirstore.get_deal(store, thread_row.deal_id)
         if isinstance(thread_row.deal_id, str)
-        else []
+        else None
     )
-    msgs = fstore.thread_messages(store, thread_row.customer_id, thread_row.thread)
+    deal = [(row.get("project"), row.get("unit"))] if row else []
+    # P1: the thread is read as the user it is drafted for (the scheduler when nobody's)
+    reader = _viewer(store, thread_row.user_id if isinstance(thread_row.user_id, str) else None)
+    msgs = fstore.thread_messages(store, thread_row.customer_id, thread_row.thread, viewer=reader)
     own = {str(cust.get("primary_address") or "").lower()}
-    own |= {
-        r[0]
-        for r in store.rows(
-            "SELECT address FROM mailboxes WHERE owner_user_id = ?", [thread_row.user_id]
-        )
-    }
-    others = [
-        r[0]
-        for r in store.rows(
-            "SELECT name FROM customers WHERE id <> ? AND name IS NOT NULL",
-            [thread_row.customer_id],
-        )
-    ]
+    own |= mbstore.addresses_of_owner(store, thread_row.user_id)
+    others = dirstore.other_customer_names(store, thread_row.customer_id)
     parts = []
     for m in msgs.itertuples():
         who = "Customer" if m.direction == "inbound" else "Us"
@@ -493,12 +487,12 @@ def _digest(subject: str | None, body: str | None) -> str:
 
 
 def _sender_mailbox(store: Store, user_id: str, preferred: int | None) -> int | None:
-    rows = store.rows(
-        "SELECT id FROM mailboxes WHERE owner_user_id = ? AND state = 'connected'"
-        " ORDER BY id = ? DESC, id LIMIT 1",
-        [user_id, preferred if preferred is not None else -1],
-    )
-    return int(rows[0][0]) if rows else None
+    from mailops.store.mailboxes import connected_choices
+
+    ids = sorted(i for _, i in connected_choices(store, user_id))
+    if preferred is not None and preferred in ids:
+        return preferred
+    return ids[0] if ids else None
 
 
 def _text_for(
@@ -622,9 +616,7 @@ def refresh_outcomes(store: Store) -> int:
 def discard(store: Store, who: Viewer | str | None, suggestion_id: int) -> None:
     """The user does not want this follow-up: its draft is deleted, the outcome logged."""
     viewer = _viewer(store, who)
-    rows = store.rows(
-        "SELECT user_id, draft_id, outcome FROM followup_suggestions WHERE id = ?", [suggestion_id]
-    )
+    rows = fstore.suggestion_row(store, suggestion_id)
     if not rows or (viewer.user_id != "system" and rows[0][0] != viewer.user_id):
         raise MailopsError(f"no suggestion {suggestion_id} of yours", code="unknown_suggestion")
     user_id, draft_id, outcome = rows[0]
@@ -634,7 +626,9 @@ def discard(store: Store, who: Viewer | str | None, suggestion_id: int) -> None:
         )
     with store.transaction():
         if draft_id is not None:
-            store.execute("DELETE FROM drafts WHERE id = ? AND sent_outbox_id IS NULL", [draft_id])
+            from mailops.store.outbox import delete_unsent_draft
+
+            delete_unsent_draft(store, draft_id)
         fstore.set_outcome(store, suggestion_id, "discarded")
 
 

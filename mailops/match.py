@@ -29,7 +29,15 @@ from mailops.parse import HeaderInfo
 if TYPE_CHECKING:
     from mailops.store import Store
 
-__all__ = ["SKIP_REASONS", "Decision", "Directory", "FolderInfo", "SkipReason", "address_hash", "decide"]
+__all__ = [
+    "SKIP_REASONS",
+    "Decision",
+    "Directory",
+    "FolderInfo",
+    "SkipReason",
+    "address_hash",
+    "decide",
+]
 
 
 @dataclass(frozen=True)

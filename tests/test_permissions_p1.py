@@ -98,6 +98,7 @@ ENGINE = {
     "store/timeline.py": {"message_exists"},  # does an id exist (nothing of it is shown)
     "store/sync.py": {"mark_stale_runs"},
     "store/notifications.py": {"notify_new_inbound"},  # the sync writing them
+    "store/followups.py": {"pending_suggestions"},  # compares drafts to suggestions (F1 log)
     "store/outbox.py": {
         "get_item",
         "items",

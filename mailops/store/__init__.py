@@ -163,6 +163,10 @@ class Store:
         row = self.conn.execute(sql, params or []).fetchone()
         return None if row is None else row[0]
 
+    def setting(self, name: str) -> Any:
+        """A DuckDB setting's current value (``memory_limit``, ...)."""
+        return self.scalar("SELECT current_setting(?)", [name])
+
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
         self.conn.execute(sql, params or [])
 

@@ -226,6 +226,16 @@ def first_customer_with_address(store: Store, owner: str) -> str | None:
     return rows[0][0] if rows else None
 
 
+def other_customer_names(store: Store, customer_id: str) -> list[str]:
+    """Every other customer's name (what a model must not be shown, F1)."""
+    return [
+        r[0]
+        for r in store.rows(
+            "SELECT name FROM customers WHERE id <> ? AND name IS NOT NULL", [customer_id]
+        )
+    ]
+
+
 def get_deal(store: Store, deal_id: str) -> dict[str, Any] | None:
     df = store.query("SELECT * FROM deals WHERE id = ?", [deal_id])
     return None if df.empty else dict(df.iloc[0].to_dict())

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from mailops.permissions import Viewer, visible
 from mailops.store import Store
 
 __all__ = [
@@ -59,15 +60,42 @@ def last_per_thread(store: Store, viewer: Any) -> pd.DataFrame:
     )
 
 
-def thread_messages(store: Store, customer_id: str, thread: str, limit: int = 8) -> pd.DataFrame:
-    """The thread's own messages with this customer, oldest first (the newest LIMIT)."""
+def thread_messages(
+    store: Store, customer_id: str, thread: str, limit: int = 8, *, viewer: Viewer
+) -> pd.DataFrame:
+    """The thread's own messages with this customer that VIEWER may see, oldest first (the
+    newest LIMIT); subject and body as the mailboxes' levels allow (P2)."""
+    acc = visible(
+        viewer,
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
     return store.query(
-        "SELECT * FROM (SELECT a.occurred_at, a.direction, m.from_addr, m.from_name, m.subject,"
-        " m.body_text, m.id AS message_id"
+        "SELECT * FROM (SELECT a.occurred_at, a.direction, m.from_addr, m.from_name,"
+        f" {acc.subject('m.subject', 'subject')}, {acc.body('m.body_text', 'body_text')},"
+        " m.id AS message_id"
         " FROM activities a JOIN messages m ON m.id = a.message_id"
-        f" WHERE a.customer_id = ? AND {THREAD} = ? AND a.unlinked_at IS NULL"
+        " LEFT JOIN customers c ON c.id = a.customer_id"
+        " LEFT JOIN mailboxes mb ON mb.id = a.mailbox_id"
+        f" WHERE a.customer_id = ? AND {THREAD} = ? AND a.unlinked_at IS NULL AND {acc.where}"
         " ORDER BY a.occurred_at DESC LIMIT ?) ORDER BY occurred_at",
-        [customer_id, thread, int(limit)],
+        [customer_id, thread, *acc.params, int(limit)],
+    )
+
+
+def suggestion_log(store: Store) -> pd.DataFrame:
+    return store.query(
+        "SELECT last_message_id, max(id) AS suggestion_id, arg_max(outcome, id) AS outcome"
+        " FROM followup_suggestions GROUP BY 1"
+    )
+
+
+def suggestion_row(store: Store, suggestion_id: int) -> list[tuple[Any, ...]]:
+    return store.rows(
+        "SELECT user_id, draft_id, outcome FROM followup_suggestions WHERE id = ?", [suggestion_id]
     )
 
 

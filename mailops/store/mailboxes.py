@@ -97,6 +97,13 @@ def connected_choices(store: Store, owner: str) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows]
 
 
+def addresses_of_owner(store: Store, owner: str | None) -> set[str]:
+    """Every address OWNER ever connected (any state)."""
+    return {
+        r[0] for r in store.rows("SELECT address FROM mailboxes WHERE owner_user_id = ?", [owner])
+    }
+
+
 def owner_of_mailbox(store: Store, mailbox_id: int) -> str | None:
     owner = store.scalar("SELECT owner_user_id FROM mailboxes WHERE id = ?", [mailbox_id])
     return None if owner is None else str(owner)

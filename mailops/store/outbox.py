@@ -201,6 +201,10 @@ def delete_draft(store: Store, draft_id: int) -> None:
     store.execute("DELETE FROM drafts WHERE id = ?", [draft_id])
 
 
+def delete_unsent_draft(store: Store, draft_id: int) -> None:
+    store.execute("DELETE FROM drafts WHERE id = ? AND sent_outbox_id IS NULL", [draft_id])
+
+
 def mark_draft_sent(store: Store, draft_id: int, outbox_id: int) -> None:
     store.execute(
         "UPDATE drafts SET sent_outbox_id = ?, updated_at = ? WHERE id = ?",

@@ -50,8 +50,13 @@ def load_demo_manifest(settings: Settings, store: Store | None = None) -> list[d
     accounts = set(state.users()) if state else set()
     if store is None:
         return []
-    rows = store.rows("SELECT id, lower(email) FROM users WHERE active ORDER BY id")
-    return [{"user_id": uid, "address": email} for uid, email in rows if email in accounts]
+    from mailops.store.directory import active_user_emails
+
+    return [
+        {"user_id": uid, "address": email}
+        for uid, email in active_user_emails(store)
+        if email in accounts
+    ]
 
 
 def connect_demo_mailboxes(
