@@ -96,7 +96,9 @@ ENGINE = {
         "_message_access",  # is the check itself, composed of visible() clauses
     },
     "store/timeline.py": {"message_exists"},  # does an id exist (nothing of it is shown)
-    "store/sync.py": {"mark_stale_runs"},
+    "store/sync.py": {"mark_stale_runs", "first_stored", "ledger_place"},  # facts of a place
+    # or message the caller already reached through the check
+    "store/erasure.py": {"plan", "remove", "_count", "customer_addresses"},  # G1 (admins)
     "store/notifications.py": {"notify_new_inbound"},  # the sync writing them
     "store/followups.py": {"pending_suggestions"},  # compares drafts to suggestions (F1 log)
     "store/outbox.py": {

@@ -389,6 +389,26 @@ def link_changes(store: Store, message_id: str) -> pd.DataFrame:
     )
 
 
+def message_activities(store: Store, message_id: str, *, viewer: Viewer) -> pd.DataFrame:
+    """The activities of one message VIEWER may see (unlinked ones included): customer,
+    match kind, deal, mailbox, when unlinked."""
+    acc = visible(
+        viewer,
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
+    return store.query(
+        "SELECT a.customer_id, a.match_kind, a.deal_id, a.mailbox_id, a.direction, a.unlinked_at"
+        " FROM activities a LEFT JOIN customers c ON c.id = a.customer_id"
+        " LEFT JOIN mailboxes mb ON mb.id = a.mailbox_id"
+        f" WHERE a.message_id = ? AND {acc.where} ORDER BY a.customer_id",
+        [message_id, *acc.params],
+    )
+
+
 def customer_activities(
     store: Store, customer_id: str, *, viewer: Viewer, include_unlinked: bool = False
 ) -> pd.DataFrame:
