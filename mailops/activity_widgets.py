@@ -44,24 +44,10 @@ def _store(settings: Settings) -> Iterator[Store]:
 def customer_choices(store: Any, user_id: str) -> list[tuple[str, str]]:
     """Customers the user may look at, those with the newest email first."""
     from mailops.permissions import scope_for
+    from mailops.store.timeline import customers_by_recent_mail
 
-    viewer = scope_for(store, user_id)
-    vis, params = viewer.activity_clause("a.user_id", "c.owner_user_id")
-    cond, extra = (
-        ("TRUE", [])
-        if viewer.sees_all
-        else (
-            "(a.id IS NOT NULL OR list_contains(?, c.owner_user_id))",
-            [sorted(viewer.visible_users or ())],
-        )
-    )
-    rows = store.rows(
-        "SELECT c.id, coalesce(c.name, c.id), max(a.occurred_at) AS last FROM customers c"
-        f" LEFT JOIN activities a ON a.customer_id = c.id AND a.unlinked_at IS NULL AND {vis}"
-        f" WHERE {cond} GROUP BY ALL ORDER BY last DESC NULLS LAST, 2 LIMIT 500",
-        [*params, *extra],
-    )
-    return [(f"{name} ({cid})", cid) for cid, name, _ in rows]
+    rows = customers_by_recent_mail(store, viewer=scope_for(store, user_id))
+    return [(f"{name} ({cid})", cid) for cid, name in rows]
 
 
 def timeline_html(frame: pd.DataFrame, note: str = "") -> str:
@@ -281,10 +267,9 @@ class ActivityPanel:
         try:
             with _store(self.settings) as store:
                 waiting = waiting_threads(store, self.user_id, reply_hours=0, customer_days=0)
-                thread = store.scalar(
-                    'SELECT coalesce(m."references"[1], m.in_reply_to, m.id) FROM messages m WHERE m.id = ?',
-                    [self.message.value],
-                )
+                from mailops.store.timeline import thread_of
+
+                thread = thread_of(store, self.message.value)
                 hit = waiting[
                     (waiting["customer_id"] == self.customer.value) & (waiting["thread"] == thread)
                 ]

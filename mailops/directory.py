@@ -545,7 +545,7 @@ def _memory_capped(store: Store, limit: str | None) -> Iterator[None]:
         yield
     finally:
         store.execute("RESET memory_limit")  # exact when it was the default
-        if store.scalar("SELECT current_setting('memory_limit')") != before:
+        if store.setting("memory_limit") != before:
             store.execute(f"SET memory_limit = '{before}'")
         store.execute("RESET preserve_insertion_order")
 

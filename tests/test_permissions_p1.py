@@ -94,13 +94,24 @@ ENGINE = {
         "relink_activity",
         "record_message",
         "_message_access",  # is the check itself, composed of visible() clauses
+        "resolve_identities",  # migration 0020's re-keying (S13)
+        "rekey_identities",
     },
-    "store/timeline.py": {"message_exists"},  # does an id exist (nothing of it is shown)
+    "store/timeline.py": {
+        "message_exists",
+        "thread_of",
+    },  # does an id exist (nothing of it is shown)
     "store/sync.py": {"mark_stale_runs", "first_stored", "ledger_place"},  # facts of a place
     # or message the caller already reached through the check
     "store/erasure.py": {"plan", "remove", "_count", "customer_addresses"},  # G1 (admins)
     "store/notifications.py": {"notify_new_inbound"},  # the sync writing them
-    "store/followups.py": {"pending_suggestions"},  # compares drafts to suggestions (F1 log)
+    # F1's log joins drafts only for the outcome; its rows are scoped by the caller's viewer
+    "store/followups.py": {
+        "pending_suggestions",
+        "decided_pending",
+        "outcomes_by_message",
+        "suggestion_frame",
+    },
     "store/outbox.py": {
         "get_item",
         "items",

@@ -79,7 +79,12 @@ def audit_cmd(
         mailbox_store.find(store, mailbox, include_disconnected=True).id if mailbox else None
     )
     if show_runs:
-        emit(q.runs(store, mailbox_id, viewer=viewer), out, empty="no sync runs yet", what="sync runs")
+        emit(
+            q.runs(store, mailbox_id, viewer=viewer),
+            out,
+            empty="no sync runs yet",
+            what="sync runs",
+        )
         return
     if show_folders:
         df = q.folder_accounting(store, mailbox_id)
@@ -90,7 +95,9 @@ def audit_cmd(
         emit(df, out, empty="no message errors", table=_errors_table, what="message errors")
         return
     if summary:
-        df = q.audit_summary(store, viewer=viewer, run_id=run_id, mailbox_id=mailbox_id, since=since)
+        df = q.audit_summary(
+            store, viewer=viewer, run_id=run_id, mailbox_id=mailbox_id, since=since
+        )
         emit(df, out, empty="no messages examined yet", table=_summary_lines)
         return
     df = q.audit(store, viewer=viewer, run_id=run_id, mailbox_id=mailbox_id, since=since)

@@ -34,8 +34,8 @@ import pandas as pd
 import pyarrow as pa
 
 from mailops.parse import ParsedMessage, parse_message, usable_message_id
-from mailops.safe_html import sanitize_html
 from mailops.permissions import Viewer, visible
+from mailops.safe_html import sanitize_html
 from mailops.store import Store, blobs
 
 __all__ = [

@@ -140,6 +140,38 @@ def message_row(store: Store, viewer: Viewer, message_id: str) -> dict[str, Any]
     return dict(df.iloc[0].to_dict())
 
 
+def customers_by_recent_mail(store: Store, *, viewer: Viewer) -> list[tuple[str, str]]:
+    """(id, name) of the customers VIEWER may look at -- those of an activity he may see,
+    or that a user he sees owns -- the one with the newest email first (at most 500)."""
+    acc = visible(
+        viewer,
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
+    own = visible(viewer, "customer", customer_owner="c.owner_user_id")
+    rows = store.rows(
+        "SELECT c.id, coalesce(c.name, c.id), max(a.occurred_at) AS last FROM customers c"
+        " LEFT JOIN activities a ON a.customer_id = c.id AND a.unlinked_at IS NULL"
+        " LEFT JOIN mailboxes mb ON mb.id = a.mailbox_id"
+        f" WHERE (a.id IS NOT NULL AND {acc.where}) OR {own.where}"
+        " GROUP BY ALL ORDER BY last DESC NULLS LAST, 2 LIMIT 500",
+        [*acc.params, *own.params],
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def thread_of(store: Store, message_id: str) -> str | None:
+    """The thread key of a message (R3: first References id, else In-Reply-To, else itself)."""
+    value = store.scalar(
+        'SELECT coalesce(m."references"[1], m.in_reply_to, m.id) FROM messages m WHERE m.id = ?',
+        [message_id],
+    )
+    return None if value is None else str(value)
+
+
 def oldest_good_sync(store: Store, mailbox_ids: list[int]) -> datetime | None:
     value = store.scalar(
         "SELECT min(last_good_sync_at) FROM mailboxes WHERE list_contains(?, id)", [mailbox_ids]
