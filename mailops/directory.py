@@ -48,6 +48,7 @@ import pandas as pd
 from mailops.errors import DirectoryError
 from mailops.store import Store
 from mailops.store import directory as q
+from mailops.store import erasure as erstore
 
 USER_COLUMNS = ("id", "email", "name", "role", "team", "can_send", "active")
 CUSTOMER_COLUMNS = (
@@ -510,6 +511,11 @@ def _import_once(
             present = {
                 s.kind: _stage(store, s) for s in sorted(sources, key=lambda s: KINDS.index(s.kind))
             }
+            left_out = erstore.drop_erased_from_stages(
+                store, "customers" in present, "deals" in present
+            )
+            if left_out:  # G1: an erased person never comes back through an import
+                result.notes.append(f"{left_out} customer row(s) left out: erased on request (G1)")
             _check_references(store, by_kind, present)
             if "users" in present:
                 q.plan_upsert(store, "users", present["users"])

@@ -107,6 +107,7 @@ COMMAND_MODULES = (
     "policy",
     "selective",
     "explain",
+    "erase",
 )
 
 

@@ -119,5 +119,41 @@ def dry_run_cmd(
         click.echo(f"  ... {len(result.changed) - limit} more (use --json for all)")
 
 
+@click.command("explain")
+@click.option("--message-id", help="The email's Message-ID (with or without <>).")
+@click.option("--address", help="An address on its From, To or Cc.")
+@click.option("--date", "on", help="The day it is dated (YYYY-MM-DD), with --address or --subject.")
+@click.option("--subject", help="Words of its subject (all must appear).")
+@click.option("--server", is_flag=True, help="Also search every folder on the server, at any date.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per email.")
+@_viewer_option
+@pass_ctx
+def explain_cmd(
+    ctx: Context, message_id, address, on, subject, server, as_json, viewer_ref
+) -> None:  # type: ignore[no-untyped-def]
+    """X1: why an email is or is not in the CRM -- stored (where, for whom, since which
+    run), skipped (rule, reason, run) or not examined (folder not synced, before the
+    window, never-log, erased) -- one paragraph per email found."""
+    from mailops.explain import explain, findings_json
+    from mailops.permissions import scope_for
+
+    store = ctx.store()
+    found = explain(
+        store,
+        ctx.settings,
+        scope_for(store, viewer_ref),
+        message_id=message_id,
+        address=address,
+        on=on,
+        subject=subject,
+        server=server,
+    )
+    if as_json:
+        click.echo(findings_json(found))
+        return
+    click.echo("\n\n".join(f.paragraph for f in found))
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(dry_run_cmd)
+    cli.add_command(explain_cmd)

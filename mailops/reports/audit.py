@@ -352,3 +352,31 @@ def export(df: pd.DataFrame, prefix: str | Path, name: str) -> list[Path]:
     write_csv(df, csv)
     df.to_parquet(parquet, index=False)
     return [csv, parquet]
+
+
+def why(
+    scope: Scope,
+    *,
+    message_id: str = "",
+    address: str = "",
+    on: str = "",
+    subject: str = "",
+    server: bool = False,
+) -> list[Any]:
+    """X1 in the notebook: ``mailops explain``'s paragraphs for the email the search names
+    (none when nothing is named). SERVER also searches the mail servers (logs in)."""
+    if not (message_id or address or subject):
+        return []
+    from mailops.config import Settings
+    from mailops.explain import explain
+
+    return explain(
+        scope.store,
+        Settings.load() if server else None,
+        scope.viewer,
+        message_id=message_id or None,
+        address=address or None,
+        on=on or None,
+        subject=subject or None,
+        server=server,
+    )

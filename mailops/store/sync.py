@@ -355,9 +355,21 @@ class LedgerRow:
     flags: str | None = None
 
 
+def _scrub_erased(r: LedgerRow) -> LedgerRow:
+    """G1: a message naming an erased person is counted, never described."""
+    if r.reason != "erased":
+        return r
+    from dataclasses import replace
+
+    return replace(
+        r, message_id="erased", from_addr=None, subject=None, to_addrs=None, cc_addrs=None
+    )
+
+
 def add_ledger(store: Store, rows: Sequence[LedgerRow]) -> int:
     if not rows:
         return 0
+    rows = [_scrub_erased(r) for r in rows]
     now = _now()
     t = pa.table(
         {
@@ -457,6 +469,74 @@ def examined_latest(store: Store, *, viewer: Viewer, mailbox_id: int | None = No
         " ORDER BY l.mailbox_id, l.folder, l.uid",
         params,
     )
+
+
+def ledger_matches(
+    store: Store,
+    *,
+    viewer: Viewer,
+    message_id: str | None = None,
+    address: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    words: Sequence[str] = (),
+    limit: int = 50,
+) -> pd.DataFrame:
+    """X1 explain: ledger rows VIEWER may see for one email -- by Message-ID, or an address
+    on From/To/Cc (with a date range), or words of the subject (searched only where the
+    mailbox's level shows subjects, P2) -- newest first, with the run's time."""
+    acc = visible(viewer, "mailbox", owner="mb.owner_user_id", level="mb.visibility")
+    where, params = [acc.where], list(acc.params)
+    if message_id:
+        where.append("l.message_id = ?")
+        params.append(message_id)
+    if address:
+        where.append(
+            "(l.from_addr = ? OR list_contains(l.to_addrs, ?) OR list_contains(l.cc_addrs, ?)"
+            " OR list_contains(msg.to_addrs, ?) OR list_contains(msg.cc_addrs, ?))"
+        )
+        params += [address] * 5
+    if since is not None:
+        where.append("coalesce(l.msg_date, l.internaldate) >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("coalesce(l.msg_date, l.internaldate) < ?")
+        params.append(until)
+    for w in words:
+        where.append(f"({acc.subject_ok} AND l.subject ILIKE ?)")
+        params.append(f"%{w}%")
+    return store.query(
+        "SELECT l.run_id, r.started_at AS run_at, l.mailbox_id, mb.address AS mailbox,"
+        " mb.owner_user_id AS owner, l.folder, l.uidvalidity, l.uid, l.message_id, l.decision,"
+        f" l.reason, l.customers, l.msg_date, l.from_addr, {acc.subject('l.subject', 'subject')},"
+        " l.examined_at FROM audit_ledger l JOIN mailboxes mb ON mb.id = l.mailbox_id"
+        " LEFT JOIN sync_runs r ON r.id = l.run_id"
+        " LEFT JOIN messages msg ON msg.id = l.message_id"
+        f" WHERE {' AND '.join(where)} ORDER BY l.examined_at DESC, l.run_id DESC LIMIT ?",
+        [*params, int(limit)],
+    )
+
+
+def first_stored(store: Store, message_id: str) -> tuple[int, datetime] | None:
+    """(run, time) of the first ledger row that stored MESSAGE_ID (its engine fact)."""
+    rows = store.rows(
+        "SELECT run_id, examined_at FROM audit_ledger WHERE message_id = ? AND decision = 'stored'"
+        " ORDER BY examined_at, run_id LIMIT 1",
+        [message_id],
+    )
+    return (int(rows[0][0]), rows[0][1]) if rows else None
+
+
+def ledger_place(
+    store: Store, mailbox_id: int, folder: str, uidvalidity: int, uid: int
+) -> tuple[int, str, str, datetime] | None:
+    """(run, decision, reason, examined_at) of the last ledger row of one server place."""
+    rows = store.rows(
+        "SELECT run_id, decision, reason, examined_at FROM audit_ledger WHERE mailbox_id = ?"
+        " AND folder = ? AND uidvalidity = ? AND uid = ? ORDER BY run_id DESC LIMIT 1",
+        [mailbox_id, folder, uidvalidity, uid],
+    )
+    return (int(rows[0][0]), rows[0][1], rows[0][2], rows[0][3]) if rows else None
 
 
 def audit_summary(
