@@ -72,11 +72,14 @@ def installed_app_sign_in(
         )
         if ep.ca_file:
             flow.oauth2session.trust_env = False
-        url, _state = flow.authorization_url(
+        url, state = flow.authorization_url(
             login_hint=login_hint, access_type="offline", prompt="consent"
         )
+        redirect.expect(state)  # a redirect without this sign-in's state is not ours
         (browser or default_browser)(url)
         params = redirect.wait(timeout)
+    if params.get("state") != state:  # the listener filters; say it twice
+        raise ConnectionProblem("sign-in response with another state", code="protocol_error")
     if "error" in params:
         raise classify(
             {"error": params["error"], "error_description": params.get("error_description", "")}

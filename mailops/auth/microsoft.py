@@ -161,6 +161,7 @@ def auth_code_sign_in(
             flow = app.initiate_auth_code_flow(
                 list(ep.scopes), redirect_uri=redirect.redirect_uri, login_hint=login_hint
             )
+        redirect.expect(flow.get("state"))
         (browser or default_browser)(flow["auth_uri"])
         params = redirect.wait(timeout)
     try:

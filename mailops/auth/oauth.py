@@ -75,21 +75,32 @@ def http_session(ca_file: str | None) -> requests.Session:
 
 
 class LocalRedirect:
-    """A one-shot HTTP listener on 127.0.0.1 receiving the OAuth redirect (?code=&state=)."""
+    """A one-shot HTTP listener on 127.0.0.1 receiving the OAuth redirect (?code=&state=).
+
+    It keeps the FIRST request that matches: sent to this listener's own ``Host``
+    (``127.0.0.1:<port>``, so a web page cannot aim a request at it under another name:
+    DNS rebinding), on its path, carrying the ``state`` of this sign-in (``expect``). Any
+    other request -- a second redirect, a forged one -- is answered 400 and ignored."""
 
     def __init__(self) -> None:
         self.params: dict[str, str] | None = None
+        self.state: str | None = None  # the sign-in's state, set before the browser opens
+        self.refused = 0
         self._got = threading.Event()
+        self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server naming
-                query = dict(parse_qsl(urlsplit(self.path).query))
-                if "code" in query or "error" in query:
-                    outer.params = query
-                    outer._got.set()
-                body = b"<html><body>Sign-in complete. You can close this window.</body></html>"
-                self.send_response(200)
+                parts = urlsplit(self.path)
+                query = dict(parse_qsl(parts.query))
+                ok = outer._accept(self.headers.get("Host", ""), parts.path, query)
+                body = (
+                    b"<html><body>Sign-in complete. You can close this window.</body></html>"
+                    if ok
+                    else b"<html><body>Not the sign-in this listener waits for.</body></html>"
+                )
+                self.send_response(200 if ok else 400)
                 self.send_header("Content-Type", "text/html")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -102,6 +113,28 @@ class LocalRedirect:
         self.port = self.server.server_address[1]
         self.redirect_uri = f"http://127.0.0.1:{self.port}/"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def expect(self, state: str | None) -> None:
+        """The ``state`` this sign-in sent; a redirect without it is not ours."""
+        self.state = state
+
+    def _accept(self, host: str, path: str, query: dict[str, str]) -> bool:
+        if host.strip().lower() != f"127.0.0.1:{self.port}" or path not in ("", "/"):
+            return self._refuse()
+        if "code" not in query and "error" not in query:
+            return self._refuse()
+        if self.state is None or query.get("state") != self.state:
+            return self._refuse()
+        with self._lock:
+            if self.params is not None:  # the first matching request wins
+                return self._refuse()
+            self.params = query
+        self._got.set()
+        return True
+
+    def _refuse(self) -> bool:
+        self.refused += 1
+        return False
 
     def __enter__(self) -> LocalRedirect:
         self._thread.start()

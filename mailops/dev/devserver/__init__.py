@@ -130,7 +130,12 @@ class DevServerState:
     # -- test / demo helpers over the token service's plain-HTTP side ----------------------
     def _post(self, _endpoint: str, **form: Any) -> dict[str, Any]:
         data = urllib.parse.urlencode({k: v for k, v in form.items() if v is not None}).encode()
-        with urllib.request.urlopen(self.oauth_http_url + _endpoint, data=data, timeout=10) as r:
+        request = urllib.request.Request(
+            self.oauth_http_url + _endpoint,
+            data=data,
+            headers={ADMIN_HEADER: read_admin_secret(self.root)},
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
             return dict(json.load(r))
 
     def issue_token(self, username: str, ttl: int | None = None) -> dict[str, Any]:
@@ -247,6 +252,40 @@ def private_users_file(path: Path) -> None:
         shutil.chown(path, AUTH_USER, AUTH_USER)
 
 
+ADMIN_SECRET_FILE = "admin-secret"
+ADMIN_HEADER = "X-Devserver-Secret"  # = TokenService.ADMIN_HEADER
+
+
+def admin_secret(root: str) -> str:
+    """The secret the token service's helpers (/issue, /config, /fault, /revoke, /approve)
+    require: ``ROOT/admin-secret``, 0600, made once and kept across restarts."""
+    path = Path(root, ADMIN_SECRET_FILE)
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        text = ""
+    if text:
+        path.chmod(0o600)
+        return text
+    import secrets as _secrets
+
+    text = _secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    return text
+
+
+def read_admin_secret(root: str) -> str:
+    try:
+        return Path(root, ADMIN_SECRET_FILE).read_text().strip()
+    except OSError:
+        raise DevServerError(
+            f"cannot read the devserver secret in {root}",
+            guidance="run as the user who started the devserver (its admin-secret file is 0600)",
+        ) from None
+
+
 def add_users(root: str, users: dict[str, str]) -> None:
     """Create (or re-password) mail users. Dovecot re-reads the passwd-file at most once a
     second, so wait that long before the new users can log in."""
@@ -354,7 +393,9 @@ class DevServer:
             add_users(str(root), self.users)
 
         # 1. token service: HTTPS for OAuth clients, HTTP for Dovecot and helpers
-        self.svc = TokenService(state_file=str(root / "oauth-tokens.json"))
+        self.svc = TokenService(
+            state_file=str(root / "oauth-tokens.json"), admin_secret=admin_secret(str(root))
+        )
         ssl_dir = root / "ssl"
         # A restart reuses the ports of the last run when they are free: connected
         # mailboxes keep their endpoints (host, ports, OAuth authority) across restarts.

@@ -131,8 +131,15 @@ def make_tls_files(directory):
 class TokenService:
     """All state, in memory.  Tests may poke it directly: svc.at_ttl = 302, svc.approve(...), svc.log."""
 
-    def __init__(self, at_ttl=3600, rt_ttl=90 * 86400, state_file=None):
+    # Helpers that mint or steer sign-ins: only a caller holding the devserver's secret
+    # (ADMIN_SECRET_FILE, 0600 in its folder) may use them; anything else is any local
+    # process getting a token for any user.
+    ADMIN_PATHS = ("/issue", "/config", "/fault", "/revoke", "/approve")
+    ADMIN_HEADER = "X-Devserver-Secret"
+
+    def __init__(self, at_ttl=3600, rt_ttl=90 * 86400, state_file=None, admin_secret=None):
         self.state_file = state_file  # live tokens survive a restart of the devserver
+        self.admin_secret = admin_secret  # None: the helpers answer 403 to everyone
         self.at_ttl, self.rt_ttl = (
             at_ttl,
             rt_ttl,
@@ -275,9 +282,19 @@ class TokenService:
                     del table[t]
             self._save()
 
+    def _admin(self, headers) -> bool:
+        import hmac
+
+        given = (headers.get(self.ADMIN_HEADER) or "") if headers is not None else ""
+        return bool(self.admin_secret) and hmac.compare_digest(
+            given.encode(), str(self.admin_secret).encode()
+        )
+
     def route(self, method, path, query, form, headers):
         """-> (status, JSON body or None, extra headers).  Tests can wrap this to inject faults."""
         self.log.append((method, path, form.get("grant_type")))
+        if path in self.ADMIN_PATHS and not self._admin(headers):
+            return 403, {"error": "forbidden", "error_description": "devserver secret required"}, {}
         for suffix, fault in list(self.faults.items()):
             if path.endswith(suffix) and fault[0] > 0:
                 fault[0] -= 1
