@@ -13,7 +13,7 @@ person. Every read goes through the P1 check; subjects as the mailbox's level al
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -369,3 +369,8 @@ def _not_examined(
 
 def findings_json(findings: list[Finding]) -> str:
     return json.dumps([asdict(f) for f in findings], ensure_ascii=False, default=str)
+
+
+def findings_frame(findings: list[Finding]) -> pd.DataFrame:
+    cols = [f.name for f in fields(Finding)]
+    return pd.DataFrame([asdict(f) for f in findings], columns=cols)

@@ -369,7 +369,7 @@ def message_html(view: MessageView) -> str:
 def _split_attachment_ref(store: Store, ref: str) -> tuple[str, int | None]:
     """``MESSAGE_ID#PART`` -> (message, part); a stored id that itself holds ``#`` (an S13
     variant, ``mid#fp16``) given bare means all of its attachments."""
-    if store.rows("SELECT 1 FROM messages WHERE id = ?", [ref.strip()]):
+    if tl.message_exists(store, ref.strip()):
         return ref.strip(), None
     msg, sep, part = ref.rpartition("#")
     if sep and part.isdigit():

@@ -132,7 +132,8 @@ def test_G1_erase_customer_receipt_block_then_sync_and_reimport_bring_nothing_ba
     with Store(settings.db) as s:
         assert s.scalar("SELECT count(*) FROM messages") == 4  # the dry run removed nothing
     assert main(["erase", "--customer", "c-z", "--as", "u-adm", "--json"]) == 0
-    receipt = json.loads(capsys.readouterr().out)
+    (receipt,) = json.loads(capsys.readouterr().out)
+    receipt["counts"] = json.loads(receipt["counts"])
     text = json.dumps(receipt)
     assert not any(n.lower() in text.lower() for n in NEEDLES)  # no personal data
     assert receipt["counts"]["messages"] == 3 and receipt["counts"]["outbox"] == 1

@@ -17,6 +17,7 @@ import pytest
 from hostile_corpus import corpus
 from sync_support import add_customer, imap, utcnow
 
+from mailops.permissions import SYSTEM
 from mailops.store.messages import raw_bytes
 from mailops.sync import sync_mailbox
 
@@ -91,7 +92,7 @@ def _run(store, settings, password_mailbox, mailserver, items, capsys):
     for name, (decision, reason, _ident, key, _w) in outcomes.items():
         assert decision in ("stored", "skipped", "error") and reason, name
         if decision == "stored":
-            assert key and raw_bytes(store, key) is not None, name
+            assert key and raw_bytes(store, key, viewer=SYSTEM) is not None, name
     second = sync_mailbox(store, settings, mb)
     assert (second.status, second.stored, second.examined) == ("ok", 0, 0)
     return mb, arrived, outcomes, refused

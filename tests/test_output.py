@@ -41,6 +41,11 @@ LISTINGS = [
     ["directory", "status"],
     ["directory", "history", "c1"],
     ["db", "status"],
+    ["never-log", "list"],
+    ["mailbox", "folders", "sara@corp.test"],
+    ["dry-run", "--internal-policy", "off"],
+    ["explain", "--subject", "offer"],
+    ["erase", "--receipts", "--as", "a1"],
 ]
 # listings that must have rows in the synthetic company (the others may be empty there)
 WITH_ROWS = {"stats activity", "stats problematic", "mailbox list", "audit", "template list"}

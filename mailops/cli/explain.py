@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from mailops.cli import Context, pass_ctx
+from mailops.cli.output import emit, output_options
 
 
 def _viewer_option(f):  # type: ignore[no-untyped-def]
@@ -54,7 +55,6 @@ def _viewer_option(f):  # type: ignore[no-untyped-def]
     type=click.Choice(["strict", "off"]),
     help="Another internal-mail policy (S5).",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object: counts and the messages.")
 @click.option(
     "--limit",
     type=int,
@@ -62,6 +62,7 @@ def _viewer_option(f):  # type: ignore[no-untyped-def]
     show_default=True,
     help="Messages listed (the counts cover all).",
 )
+@output_options
 @_viewer_option
 @pass_ctx
 def dry_run_cmd(
@@ -72,8 +73,8 @@ def dry_run_cmd(
     backfill_days,
     folders,
     internal_policy,
-    as_json,
     limit,
+    out,
     viewer_ref,
 ) -> None:  # type: ignore[no-untyped-def]
     """X1: which emails the sync already examined would change decision under a proposed
@@ -101,8 +102,8 @@ def dry_run_cmd(
         chosen = [n.strip() for n in names.split(",") if n.strip()]
         change.folders[mb.id] = None if chosen in ([], ["default"]) else chosen
     result = dry_run(store, ctx.settings, change, viewer=scope_for(store, viewer_ref))
-    if as_json:
-        click.echo(result.to_json())
+    if not out.is_table:  # the messages whose decision would change, every one
+        emit(result.changed, out, what="messages")
         return
     click.echo(f"proposed: {change.describe()}")
     click.echo(result.summary())
@@ -116,7 +117,7 @@ def dry_run_cmd(
             f" {r.subject or ''!r}: {r.now} -> {r.would}{sure}"
         )
     if len(result.changed) > limit:
-        click.echo(f"  ... {len(result.changed) - limit} more (use --json for all)")
+        click.echo(f"  ... {len(result.changed) - limit} more (--json / --csv for all)")
 
 
 @click.command("explain")
@@ -125,16 +126,14 @@ def dry_run_cmd(
 @click.option("--date", "on", help="The day it is dated (YYYY-MM-DD), with --address or --subject.")
 @click.option("--subject", help="Words of its subject (all must appear).")
 @click.option("--server", is_flag=True, help="Also search every folder on the server, at any date.")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per email.")
+@output_options
 @_viewer_option
 @pass_ctx
-def explain_cmd(
-    ctx: Context, message_id, address, on, subject, server, as_json, viewer_ref
-) -> None:  # type: ignore[no-untyped-def]
+def explain_cmd(ctx: Context, message_id, address, on, subject, server, out, viewer_ref) -> None:  # type: ignore[no-untyped-def]
     """X1: why an email is or is not in the CRM -- stored (where, for whom, since which
     run), skipped (rule, reason, run) or not examined (folder not synced, before the
     window, never-log, erased) -- one paragraph per email found."""
-    from mailops.explain import explain, findings_json
+    from mailops.explain import explain, findings_frame
     from mailops.permissions import scope_for
 
     store = ctx.store()
@@ -148,10 +147,12 @@ def explain_cmd(
         subject=subject,
         server=server,
     )
-    if as_json:
-        click.echo(findings_json(found))
-        return
-    click.echo("\n\n".join(f.paragraph for f in found))
+    emit(
+        findings_frame(found),
+        out,
+        table=lambda df: "\n\n".join(df["paragraph"]),
+        what="emails",
+    )
 
 
 def register(cli: click.Group) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mailops.cli import Context, pass_ctx
+from mailops.cli.output import Output, emit, output_options
 
 _AS = click.option("--as", "actor", envvar="MAILOPS_USER", required=True, help="Who does it (P1).")
 
@@ -70,19 +69,13 @@ def remove(ctx: Context, address, domain, customer, company, for_user, actor) ->
 
 @never_log.command("list")
 @click.option("--user", "for_user", help="The company's entries and this user's (default: all).")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@output_options
 @pass_ctx
-def list_(ctx: Context, for_user: str | None, as_json: bool) -> None:
+def list_(ctx: Context, for_user: str | None, out: Output) -> None:
     """The never-log entries: kind, value, scope (company or user), who added them, when."""
     from mailops.store.sync import never_log_frame
 
-    df = never_log_frame(ctx.store(), for_user)
-    if as_json:
-        click.echo(df.to_json(orient="records", date_format="iso"))
-    elif df.empty:
-        click.echo("no never-log entries")
-    else:
-        click.echo(df.fillna("").to_string(index=False))
+    emit(never_log_frame(ctx.store(), for_user), out, empty="no never-log entries", what="entries")
 
 
 @click.command("unlink")
@@ -120,7 +113,7 @@ def relink_cmd(ctx: Context, message: str, customer: str, reason: str | None, ac
 @click.option("--default", "reset", is_flag=True, help="Back to the default set of folders.")
 @click.option("--server", is_flag=True, help="List the server's folders and which are synced.")
 @click.option("--as", "actor", envvar="MAILOPS_USER", help="You: the mailbox's owner.")
-@click.option("--json", "as_json", is_flag=True, help="A JSON array (with --server).")
+@output_options
 @pass_ctx
 def folders_cmd(
     ctx: Context,
@@ -129,9 +122,12 @@ def folders_cmd(
     reset: bool,
     server: bool,
     actor: str | None,
-    as_json: bool,
+    out: Output,
 ) -> None:
-    """S9: show or choose which folders of mailbox REF are synced (the owner chooses)."""
+    """S9: show or choose which folders of mailbox REF are synced (the owner chooses);
+    --server lists every folder on the server, synced or why not."""
+    import pandas as pd
+
     from mailops.selective import server_folders, set_folders
     from mailops.store import mailboxes
 
@@ -140,19 +136,27 @@ def folders_cmd(
         if not actor:
             raise click.UsageError("--as USER (the mailbox's owner) is needed to choose")
         mb = set_folders(store, actor, ref, list(only) if only else None)
-        click.echo(f"{mb.address}: " + (", ".join(mb.folders or []) or "default folders"))
-        return
-    mb = mailboxes.find(store, ref, include_disconnected=True)
-    if not server:
-        click.echo(f"{mb.address}: " + (", ".join(mb.folders or []) or "default folders"))
-        return
-    rows = server_folders(mb, ctx.settings)
-    if as_json:
-        click.echo(json.dumps(rows))
-        return
-    for r in rows:
-        state = "synced" if r["synced"] else f"not synced ({r['why']})"
-        click.echo(f"{r['folder']:<32} {r['special_use']:<9} {state}")
+    else:
+        mb = mailboxes.find(store, ref, include_disconnected=True)
+    if server:
+        rows = server_folders(mb, ctx.settings)
+    else:
+        rows = [
+            {"folder": f, "special_use": "", "synced": True, "why": "chosen by the owner"}
+            for f in mb.folders or []
+        ] or [{"folder": "(default)", "special_use": "", "synced": True, "why": "default folders"}]
+    df = pd.DataFrame(rows, columns=["folder", "special_use", "synced", "why"])
+
+    def table(frame: pd.DataFrame) -> str:
+        return "\n".join(
+            f"{r.folder:<32} {r.special_use:<9} "
+            + ("synced" if r.synced else f"not synced ({r.why})")
+            for r in frame.itertuples()
+        )
+
+    if out.is_table:
+        click.echo(f"{mb.address}:")
+    emit(df, out, table=table, what="folders")
 
 
 def register(cli: click.Group) -> None:
