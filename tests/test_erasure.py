@@ -205,3 +205,17 @@ def test_G1_erase_one_address_and_refusals(world, store, settings):
         "SELECT message_id, from_addr, subject FROM audit_ledger WHERE message_id = 'erased'"
     )
     assert ledger == [("erased", None, None)]  # the row stays (run counts), its content goes
+
+
+def test_G1_reimported_deal_leaves_the_erased_customer_out(world, store, settings, tmp_path):
+    from mailops.directory import import_csv
+
+    erase(store, "u-adm", customer="c-z", compact_file=False)
+    deals = tmp_path / "deals.csv"
+    deals.write_text("id,name,owner_user_id,customer_ids\nd-1,Harbour,u-1,c-z;c-a\n")
+    customers = tmp_path / "customers.csv"
+    customers.write_text(f"id,name,owner_user_id,email\nc-z,Zoe Private,u-1,{ZOE}\n")
+    result = import_csv(store, customers=customers, deals=deals)
+    assert any("erased on request" in n for n in result.notes)
+    assert store.rows("SELECT customer_id FROM deal_customers WHERE deal_id = 'd-1'") == [("c-a",)]
+    assert store.scalar("SELECT count(*) FROM customers WHERE id = 'c-z'") == 0

@@ -286,12 +286,13 @@ def drop_erased_from_stages(store: Store, customers: bool, deals: bool) -> int:
         ]
         if erased_ids:
             store.execute("DELETE FROM _stage_customers WHERE list_contains(?, id)", [erased_ids])
-    if deals:
+    hashes = sorted(blocked_customers(store))
+    if deals and (erased_ids or hashes):
         store.execute(
             "UPDATE _stage_deals SET customer_ids = list_filter(customer_ids, lambda c:"
-            " NOT list_contains(?, c) AND sha256(c) NOT IN (SELECT customer_sha256 FROM"
-            " erased_customers)) WHERE customer_ids IS NOT NULL",
-            [erased_ids],
+            " NOT list_contains(?, c) AND NOT list_contains(?, sha256(c)))"
+            " WHERE customer_ids IS NOT NULL",
+            [erased_ids, hashes],
         )
     return len(erased_ids)
 
