@@ -123,6 +123,7 @@ def erase(
         erstore.block(store, [address_hash(a) for a in addresses], result.receipt_id)
         if customer_id is not None:
             erstore.block_customer(store, address_hash(customer_id), result.receipt_id)
+    erstore.remove_blob_files(store, plan)
     if compact_file and store.path != ":memory:":
         compact(store)
         result.compacted = True

@@ -31,7 +31,7 @@ def _with_attachment(frm: str, to: str, subject: str) -> bytes:
     m["Date"] = "Mon, 30 Nov 2026 10:00:00 +0000"
     m.set_content("My address is Kellerstrasse 9.\n")
     m.add_attachment(
-        b"%PDF-1.4 passport of Zoe Private",
+        b"%PDF-1.4 passport of Zoe Private " + b"0" * 1_500_000,  # > 1 MB: the blob folder
         maintype="application",
         subtype="pdf",
         filename="passport.pdf",
@@ -176,6 +176,11 @@ def test_G1_erase_customer_receipt_block_then_sync_and_reimport_bring_nothing_ba
         assert s.scalar("SELECT count(*) FROM erasure_receipts") == 1
     data = db.read_bytes() + _wal(db)
     assert b"zoe.private@home.test" not in data and b"Kellerstrasse" not in data
+    blob_dir = Path(str(db) + ".blobs")
+    for f in blob_dir.rglob("*") if blob_dir.exists() else []:
+        if f.is_file():
+            assert b"passport of Zoe" not in f.read_bytes(), f
+    assert receipt["counts"]["blob_files"] >= 1
 
 
 def _wal(db: Path) -> bytes:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mailops.store import Store
+from mailops.store import Store, blobs
 
 __all__ = [
     "Plan",
@@ -69,6 +69,7 @@ class Plan:
     message_hashes: list[str] = field(default_factory=list)  # every removed message's raw hash
     attachment_sha256: list[str] = field(default_factory=list)  # blobs nothing else uses
     attachment_hashes: list[str] = field(default_factory=list)
+    blob_files: list[str] = field(default_factory=list)  # of those, the ones in the blob folder
     counted: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
@@ -118,8 +119,17 @@ def plan(store: Store, addresses: list[str], customer: str | None) -> Plan:
             [p.attachment_hashes, ids],
         )
     ]
+    p.blob_files = [
+        r[0]
+        for r in store.rows(
+            "SELECT sha256 FROM message_raw WHERE in_file AND list_contains(?, sha256)"
+            " UNION SELECT sha256 FROM attachment_blobs WHERE in_file AND list_contains(?, sha256)",
+            [p.raw_sha256, p.attachment_sha256],
+        )
+    ]
     c = p.counted
     c["messages"] = len(ids)
+    c["blob_files"] = len(p.blob_files)
     c["raw"] = len(p.raw_sha256)
     c["attachments"] = _count(store, "attachments", "list_contains(?, message_id)", [ids])
     c["attachment_blobs"] = len(p.attachment_sha256)
@@ -204,19 +214,25 @@ def remove(store: Store, p: Plan, addresses: list[str], customer: str | None) ->
         ("activities", "list_contains(?, message_id) OR customer_id = ?", [ids, cust]),
         ("message_places", "list_contains(?, message_id)", [ids]),
         ("attachments", "list_contains(?, message_id)", [ids]),
-        ("attachment_blobs", "list_contains(?, sha256)", [p.attachment_sha256]),
-        ("message_raw", "list_contains(?, sha256)", [p.raw_sha256]),
         ("messages", "list_contains(?, id)", [ids]),
         ("outbox", _OUTBOX, [addresses, cust]),
         ("drafts", _DRAFTS, [addresses, addresses, addresses, cust]),
         ("never_log", _NEVER_LOG, [addresses, cust]),
     ):
         store.execute(f"DELETE FROM {table} WHERE {where}", params)
+    # raw bytes and attachment contents: rows here, files of the blob folder after the commit
+    blobs.erase(store, raw=p.raw_sha256, attachments=p.attachment_sha256)
     if customer is not None:
         store.execute("DELETE FROM deal_customers WHERE customer_id = ?", [customer])
         store.execute("DELETE FROM customer_addresses WHERE customer_id = ?", [customer])
         store.execute("DELETE FROM customers WHERE id = ?", [customer])
     return counts
+
+
+def remove_blob_files(store: Store, p: Plan) -> int:
+    """After the erasure committed: delete its files of the blob folder that no row names."""
+    gone = blobs.orphans(store, on_disk=[(sha, 0) for sha in p.blob_files])
+    return sum(store.blobs.delete(sha) for sha in gone)
 
 
 def write_receipt(
@@ -322,7 +338,8 @@ def copy_database(store: Store, target: str) -> None:
     """Every table, sequence and index of STORE into a fresh file TARGET."""
     name = store.scalar("SELECT current_database()")
     store.execute("CHECKPOINT")
-    store.execute("ATTACH ? AS erase_fresh", [target])
+    quoted = "'" + target.replace("'", "''") + "'"  # ATTACH takes no parameter
+    store.execute(f"ATTACH {quoted} AS erase_fresh")
     try:
         store.execute(f'COPY FROM DATABASE "{name}" TO erase_fresh')
     finally:
