@@ -20,6 +20,7 @@ from sync_support import (
 )
 
 from mailops.faults import FAULT_ENV
+from mailops.permissions import SYSTEM
 from mailops.store import blobs
 from mailops.store import mailboxes as mailbox_store
 from mailops.store import sync as state
@@ -75,7 +76,7 @@ def test_S12_20mb_message_stored_with_the_mail_after_it(
     assert att["filename"].tolist() == ["contract.pdf"] and bool(att["in_file"].iloc[0])
     assert att["size"].iloc[0] == int(20 * MB * 0.74)
     key = store.scalar("SELECT id FROM messages WHERE subject = '20 MB'")
-    assert raw_bytes(store, key) == raw  # the raw bytes, whole, from the blob folder
+    assert raw_bytes(store, key, viewer=SYSTEM) == raw  # the raw bytes, whole, from the blob folder
     content = blobs.attachment_bytes(store, att["sha256"].iloc[0])
     assert content is not None and len(content) == att["size"].iloc[0]
     assert store.blobs.has(att["sha256"].iloc[0])
@@ -136,7 +137,7 @@ def test_S12_49mb_message_stored_bounded_memory(
     )
     assert extra_mb < 2 * len(raw) / MB
     key = store.scalar("SELECT id FROM messages WHERE subject = '49 MB'")
-    assert raw_bytes(store, key) == raw
+    assert raw_bytes(store, key, viewer=SYSTEM) == raw
     att = _attachment_of(store, "49 MB")
     assert att["size"].tolist() == [int(49 * MB * 0.74)] and bool(att["in_file"].iloc[0])
     st = blobs.stats(store)
@@ -404,7 +405,7 @@ def test_S11_folders_not_examined_and_mail_before_the_window_are_counted(
     append(mailserver, mb.address, pw, [make_msg("a@cust.test", mb.address)] * 4, "Private")
     r = sync_mailbox(store, settings, mb)
     assert (r.status, r.stored) == ("ok", 1)
-    acc = state.folder_accounting(store, mb.id).set_index("folder")
+    acc = state.folder_accounting(store, mb.id, viewer=SYSTEM).set_index("folder")
     assert acc.loc[
         "INBOX", ["state", "server_messages", "before_window", "examined_ever"]
     ].tolist() == [
@@ -429,7 +430,7 @@ def test_S11_folders_not_examined_and_mail_before_the_window_are_counted(
     # a no-change resync keeps the counts without a SELECT (the folder is unchanged)
     r2 = sync_mailbox(store, settings, mb)
     assert r2.folders_changed == 0
-    acc2 = state.folder_accounting(store, mb.id).set_index("folder")
+    acc2 = state.folder_accounting(store, mb.id, viewer=SYSTEM).set_index("folder")
     assert acc2.loc["INBOX", ["state", "before_window"]].tolist() == ["unchanged", 3]
     assert acc2.loc["Private", "server_messages"] == 4
 

@@ -87,7 +87,7 @@ def audit_cmd(
         )
         return
     if show_folders:
-        df = q.folder_accounting(store, mailbox_id)
+        df = q.folder_accounting(store, mailbox_id, viewer=viewer)
         emit(df, out, empty="no folders listed yet", table=_folders_table, what="folders")
         return
     if show_errors:

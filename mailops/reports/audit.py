@@ -324,7 +324,7 @@ def accounting(scope: Scope) -> pd.DataFrame:
     from mailops.store.sync import folder_accounting
 
     ids = set(_visible_mailboxes(scope))
-    df = folder_accounting(scope.store)
+    df = folder_accounting(scope.store, viewer=scope.viewer)
     df = df[df["mailbox_id"].isin(ids)].reset_index(drop=True)
     return df.drop(columns=["mailbox_id"])
 

@@ -782,12 +782,15 @@ def replay_pending_runs(store: Store) -> int:
 
 
 # -- what was not examined (S11) -----------------------------------------------------------
-def folder_accounting(store: Store, mailbox_id: int | None = None) -> pd.DataFrame:
-    """Per mailbox and folder, at the latest finished run that listed it: what the server
-    holds, how much of it is older than the window, what the ledger ever examined there
-    (same UIDVALIDITY), and what a folder not examined holds and why."""
+def folder_accounting(
+    store: Store, mailbox_id: int | None = None, *, viewer: Viewer
+) -> pd.DataFrame:
+    """Per mailbox and folder VIEWER may see, at the latest finished run that listed it: what
+    the server holds, how much of it is older than the window, what the ledger ever examined
+    there (same UIDVALIDITY), and what a folder not examined holds and why."""
+    acc = visible(viewer, "mailbox", owner="mb.owner_user_id")
     where = "WHERE f.mailbox_id = ?" if mailbox_id is not None else ""
-    params = [mailbox_id] if mailbox_id is not None else []
+    params: list[Any] = [mailbox_id] if mailbox_id is not None else []
     return store.query(
         "WITH latest AS (SELECT f.*, row_number() OVER (PARTITION BY f.mailbox_id, f.folder"
         "  ORDER BY f.run_id DESC) AS n FROM sync_folder_reports f"
@@ -806,8 +809,8 @@ def folder_accounting(store: Store, mailbox_id: int | None = None) -> pd.DataFra
         " FROM latest l LEFT JOIN mailboxes mb ON mb.id = l.mailbox_id"
         " LEFT JOIN seen s ON s.mailbox_id = l.mailbox_id AND s.folder = l.folder"
         "  AND s.uidvalidity = l.uidvalidity"
-        " WHERE l.n = 1 ORDER BY mailbox, l.state <> 'examined', l.folder",
-        params,
+        f" WHERE l.n = 1 AND {acc.where} ORDER BY mailbox, l.state <> 'examined', l.folder",
+        [*params, *acc.params],
     )
 
 
