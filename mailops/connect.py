@@ -584,11 +584,17 @@ def reconnect_mailbox(
 
 
 def list_mailboxes(store: Store, user_id: str | None = None) -> list[dict[str, Any]]:
-    """Rows for display: state, problem (code, message, IT guidance, since)."""
+    """Rows for display: state, problem (code, message, IT guidance, since, and for a
+    transient one the next self-healing probe, C4)."""
+    from mailops.healing import next_probe_at
     from mailops.problems import reason
+    from mailops.store.probes import probes_for
 
+    boxes = mailboxes.all_mailboxes(store, owner=user_id)
+    probes = probes_for(store, [m.id for m in boxes if m.state == "problematic"])
+    settings = Settings.load()
     out = []
-    for m in mailboxes.all_mailboxes(store, owner=user_id):
+    for m in boxes:
         out.append(
             {
                 "id": m.id,
@@ -601,6 +607,7 @@ def list_mailboxes(store: Store, user_id: str | None = None) -> list[dict[str, A
                 "message": m.problem_message or "",
                 "guidance": reason(m.problem_code).guidance if m.problem_code else "",
                 "since": m.problem_since,
+                "next_probe": next_probe_at(m, probes.get(m.id), settings),
                 "connected_at": m.connected_at,
             }
         )

@@ -869,7 +869,7 @@ def sync_mailbox(
         ref = mailbox.id if isinstance(mailbox, Mailbox) else mailbox
         mb = mailbox_store.find(store, ref, include_disconnected=True)
     wait = settings.sync_lease_wait if lease_wait is None else lease_wait
-    with _leased(store, [mb], wait=wait) as (leased, busy):
+    with _leased(store, [mb], wait=wait, gate=gate) as (leased, busy):
         if busy:
             return busy[0]
         return _sync_one(
@@ -880,7 +880,7 @@ def sync_mailbox(
 
 @contextlib.contextmanager
 def _leased(
-    store: Store, mailboxes: Sequence[Mailbox], *, wait: float = 0.0
+    store: Store, mailboxes: Sequence[Mailbox], *, wait: float = 0.0, gate: _Gate | None = None
 ) -> Iterator[tuple[list[Mailbox], list[SyncResult]]]:
     """S14: take the lease of each mailbox (before any server work); yield (leased, busy
     results) and give the leases back afterwards (after the runs are recorded)."""
@@ -899,7 +899,8 @@ def _leased(
                 except MailboxBusy:
                     if wait <= 0:
                         raise
-                    store.release()  # never wait while holding the store: the holder needs it
+                    with gate or _Gate():  # never wait holding the store: the holder needs it
+                        store.release()
                     held.append(leases.acquire(mb.id, wait=max(0.0, deadline - time.monotonic())))
                 leased.append(mb)
             except MailboxBusy as e:
@@ -1136,7 +1137,7 @@ def sync_all(
         )
     if busy and settings.sync_lease_wait > 0:  # S14: wait briefly for the other sync
         again = [mailbox_store.get(store, r.mailbox_id) for r in busy]
-        with _leased(store, again, wait=settings.sync_lease_wait) as (leased, busy):
+        with _leased(store, again, wait=settings.sync_lease_wait, gate=gate) as (leased, busy):
             results += _sync_leased(
                 store, settings, leased, directory, gate, trigger, progress, parallel, pool
             )

@@ -120,6 +120,10 @@ def test_C4_O1_cli_says_skipped_and_next_probe_then_recovers(
         assert f"{mb.address}: failed [network]" in err and "next probe at" in err
         assert "1 failed" in out
         assert err.strip().splitlines()[-1].startswith("error [sync_failed]: 1 of 1")
+        code, out, err = finish(mailops("mailbox", "list", env=env))  # what IT reads
+        assert code == 0 and "[network since" in out, err
+        assert "reconnects by itself" in out and "Next probe at" in out
+        assert "retried automatically" not in out.lower()
 
         code, out, err = finish(mailops("sync", "--json", env=env))
         assert code == 10  # O1: problematic, skipped
@@ -187,3 +191,36 @@ def test_O1_report_all_exits_with_the_sync_jobs_code(monkeypatch, capsys, settin
     outcome.clear()
     assert main(["report", "--all"]) == 0
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "code"),
+    [
+        ((), 0),
+        (("ok", "recovered"), 0),
+        (("ok", "already_syncing"), 11),
+        (("probe_not_due", "already_syncing"), 10),
+        (("problematic", "ok"), 10),
+        (("failed", "problematic", "already_syncing"), 9),
+    ],
+    ids=[
+        "O1-nothing",
+        "O1-ok",
+        "O1-busy",
+        "O1-problematic-over-busy",
+        "O1-problematic",
+        "O1-failed",
+    ],
+)
+def test_O1_exit_code_is_the_worst_outcome(outcomes, code):
+    from mailops.outcomes import exit_code
+    from mailops.sync import SyncResult
+
+    def result(o: str) -> SyncResult:
+        if o in ("ok", "recovered"):
+            return SyncResult(1, "a@x.test", recovered=o == "recovered")
+        if o == "failed":
+            return SyncResult(1, "a@x.test", status="failed")
+        return SyncResult(1, "a@x.test", status="skipped", skip_reason=o)
+
+    assert exit_code([result(o) for o in outcomes]) == code

@@ -195,7 +195,7 @@ def list_cmd(ctx: Context, user_id: str | None, out: Output) -> None:
 
     rows = list_mailboxes(ctx.store(), user_id)
     columns = ["id", "user", "address", "provider", "auth", "state", "problem", "message"]
-    columns += ["guidance", "since", "connected_at"]
+    columns += ["guidance", "since", "next_probe", "connected_at"]
     emit(pd.DataFrame(rows, columns=columns), out, empty="no mailboxes", table=_mailbox_lines)
 
 
@@ -205,6 +205,8 @@ def _mailbox_lines(df: Any) -> str:
         line = f"{r['id']:>4}  {r['address']:<36} {r['user']:<12} {r['provider']:<9} {r['state']}"
         if r["problem"]:
             line += f"  [{r['problem']} since {r['since']:%Y-%m-%d %H:%M}] {r['guidance']}"
+            if r.get("next_probe") is not None and str(r["next_probe"]) != "NaT":
+                line += f" Next probe at {r['next_probe']:%Y-%m-%d %H:%M} UTC."
         lines.append(line)
     return "\n".join(lines)
 

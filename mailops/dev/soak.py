@@ -246,6 +246,8 @@ def part_kills(s: Soak, n: int, kills: int) -> dict[str, Any]:
     with s.opened(set_a) as st:
         ref = snapshot(st)
 
+    from mailops.lease import leases_for
+
     rng = random.Random(11)
     done = runs = rounds = interrupted = 0
     lost = dup = 0
@@ -255,11 +257,18 @@ def part_kills(s: Soak, n: int, kills: int) -> dict[str, Any]:
     while done < kills and s.left() > 60:
         # a round: a fresh store, killed until a run gets to the end by itself, then checked
         rounds += 1
-        env_b, set_b, _ = s.new_store(f"kills-{rounds}", address)
+        env_b, set_b, box = s.new_store(f"kills-{rounds}", address)
         env_b = {**env_b, "MAILOPS_SYNC_BATCH": "100"}
+        leases = leases_for(set_b.db)
         while done < kills and s.left() > 60:
             p = s.mailops(env_b, "sync", address)
-            time.sleep(rng.uniform(1.0, 3.0))
+            # kill while it syncs: once it holds the mailbox's lease (S14), at a random moment
+            t_start = time.monotonic()
+            while leases.holder(box.id) is None and p.poll() is None:
+                if time.monotonic() - t_start > 120:
+                    break
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 2.0))
             runs += 1
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
@@ -281,7 +290,7 @@ def part_kills(s: Soak, n: int, kills: int) -> dict[str, Any]:
     return {
         "messages": n,
         "kills": done,
-        "kills_that_interrupted_a_run_with_committed_batches": interrupted,
+        "kills_after_committed_batches": interrupted,
         "rounds": rounds,
         "runs": runs + rounds,
         "lost": lost,
@@ -325,7 +334,7 @@ def part_faults(s: Soak, n: int) -> dict[str, Any]:
             "MAILOPS_SOCKET_TIMEOUT": "3",
             "MAILOPS_SYNC_RETRY_BASE": "0.2",
             "MAILOPS_CONNECT_RETRY_BUDGET": "1",
-            "MAILOPS_HEAL_PROBE_FIRST_S": "4",
+            "MAILOPS_HEAL_PROBE_FIRST_S": "8",
             "MAILOPS_SYNC_BATCH": "200",
         }
         # reset mid-FETCH: the first connection is cut after 150 KB of answers
@@ -541,8 +550,13 @@ PHASE_POINTS = (
 
 
 def part_send(s: Soak, random_kills: int, points: tuple[str, ...] = PHASE_POINTS) -> dict[str, Any]:
+    from mailops.store import mailboxes as mb_store
+
     address = s.account()
     env, settings, mb = s.new_store("send", address)
+    watch = FaultProxy(s.state.smtp_port).start()  # no faults: it tells when SMTP begins
+    with s.opened(settings) as st:
+        mb_store.update(st, mb.id, smtp_port=watch.port)
     rng = random.Random(7)
     copies: Counter[int] = Counter()
     how: Counter[str] = Counter()
@@ -554,8 +568,14 @@ def part_send(s: Soak, random_kills: int, points: tuple[str, ...] = PHASE_POINTS
         rcpt = _add_send_customer(s, settings, env, cid)
         oid = _smtp_item(s, settings, env, mb.id, cid, 1_500_000)
         if point == "random":
+            seen = watch.connections
             p = s.mailops(env, "outbox", "retry", str(oid))
-            time.sleep(rng.uniform(0.8, 3.0))
+            t_start = time.monotonic()  # kill at a random moment of the SMTP session
+            while watch.connections == seen and p.poll() is None:
+                if time.monotonic() - t_start > 120:
+                    break
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 1.5))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 p.wait()
@@ -572,6 +592,7 @@ def part_send(s: Soak, random_kills: int, points: tuple[str, ...] = PHASE_POINTS
         with s.opened(settings) as st:
             acts = st.scalar("SELECT count(*) FROM activities WHERE customer_id = ?", [cid])
         how[f"activities={acts}"] += 1
+    watch.stop()
     return {"copies": dict(copies), "how": dict(how), "killed_at": dict(killed_at)}
 
 

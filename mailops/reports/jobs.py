@@ -51,9 +51,11 @@ class SyncJob:
 
         return exit_code(self.results)
 
-    def outcomes(self) -> pd.DataFrame:
-        """One row per mailbox: outcome, and for the others why (O1)."""
+    def outcomes(self, scope: Any = None) -> pd.DataFrame:
+        """One row per mailbox: outcome, and for the others why (O1). With SCOPE, only the
+        mailboxes its viewer may see (P1)."""
         from mailops.outcomes import outcome_of
+        from mailops.permissions import can_view_mailbox
 
         return pd.DataFrame(
             [
@@ -68,6 +70,9 @@ class SyncJob:
                     "detail": "" if r.status == "ok" and not r.recovered else r.one_line(),
                 }
                 for r in self.results
+                if scope is None
+                or scope.viewer.sees_all
+                or can_view_mailbox(scope.store, scope.viewer, r.mailbox_id)
             ],
             columns=[
                 "mailbox", "outcome", "examined", "stored", "code", "problematic_since",
