@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from send_support import Party, make_party
@@ -58,7 +59,6 @@ def _cli(p: Party, *args: str, crash: str | None = None) -> subprocess.Completed
 def _copies(p: Party, expect: int, timeout: float = 15.0) -> int:
     """Copies in the customer's INBOX, waiting for a delivery still in flight (the server
     delivers after it read the final dot, whether or not the killed client heard the 250)."""
-    import time
 
     deadline = time.monotonic() + timeout
     while True:
@@ -75,14 +75,17 @@ def _facts(p: Party, item_id: int, expect: int = 1) -> tuple[str, int, int, int]
     return item.state, len(p.inbox("c-1")), len(p.sent()), acts
 
 
-# point -> (phase left by the crash, copies delivered by then, outcome of `outbox retry`)
+# point -> (phase left by the crash, copies delivered by then, outcome of `outbox retry`).
+# None: the dot went out and the client died -- whether the server finishes a transaction
+# whose client vanished is the server's business (the devserver sometimes does, sometimes
+# not): exactly the ambiguity E3 is about.
 KILLS = {
     "before_smtp": ("connect", 0, "sent"),
     "smtp_mail_from": ("mail_from", 0, "sent"),
     "smtp_rcpt": ("rcpt", 0, "sent"),
     "smtp_mid_data": ("data_started", 0, "sent"),
     "smtp_before_terminator": ("data_terminator_sent", 0, "delivery_unknown"),
-    "smtp_terminator_sent": ("data_terminator_sent", 1, "delivery_unknown"),
+    "smtp_terminator_sent": ("data_terminator_sent", None, "delivery_unknown"),
     "after_smtp_accept": ("accepted", 1, "sent"),
     "after_sent_copy": ("accepted", 1, "sent"),
 }
@@ -96,10 +99,14 @@ def test_E3_kill_at_each_smtp_phase_then_retry(party: Party, point: str) -> None
     assert killed.returncode == -9, killed.stderr  # SIGKILL at that point
     crashed = obstore.get_item(party.store, item.id)
     assert (crashed.state, crashed.phase) == ("sending", phase)
+    if delivered is None:
+        time.sleep(2)  # a delivery in flight lands
+        delivered = len(party.inbox("c-1"))
+        assert delivered in (0, 1)
     assert _copies(party, delivered) == delivered
 
     after = _cli(party, "outbox", "retry", str(item.id))
-    state, copies, sent_copies, acts = _facts(party, item.id)
+    state, copies, sent_copies, acts = _facts(party, item.id, delivered)
     assert state == outcome, after.stdout + after.stderr
     if outcome == "sent":
         assert after.returncode == 0, after.stderr
@@ -115,18 +122,24 @@ def test_E3_kill_at_each_smtp_phase_then_retry(party: Party, point: str) -> None
         assert "delivery_unknown" in listed.stdout and "sent" not in listed.stdout.split()
         again = _cli(party, "outbox", "retry")  # a plain retry never decides for the user
         assert "nothing to retry" in again.stdout
-        assert _facts(party, item.id) == ("delivery_unknown", delivered, 0, 0)
+        assert _facts(party, item.id, delivered) == ("delivery_unknown", delivered, 0, 0)
+        # the person asks the recipient and decides: exactly one copy in the end
+        decide = "mark-sent" if delivered else "resend"
+        assert _cli(party, "outbox", decide, str(item.id)).returncode == 0
+        assert _facts(party, item.id) == ("sent", 1, 1, 1)
 
 
 def test_E3_unknown_then_mark_sent_files_the_copy_and_the_activity(party: Party) -> None:
     item = _queued(party)
     assert _cli(party, "outbox", "retry", str(item.id), crash="smtp_terminator_sent").returncode
     _cli(party, "outbox", "retry", str(item.id))
-    assert _facts(party, item.id) == ("delivery_unknown", 1, 0, 0)
+    time.sleep(2)
+    arrived = len(party.inbox("c-1"))  # 0 or 1: the server's business (see KILLS)
+    assert _facts(party, item.id, arrived) == ("delivery_unknown", arrived, 0, 0)
     done = _cli(party, "outbox", "mark-sent", str(item.id))
     assert done.returncode == 0, done.stderr
     assert "sent [marked_sent]" in done.stdout
-    assert _facts(party, item.id) == ("sent", 1, 1, 1)
+    assert _facts(party, item.id, arrived) == ("sent", arrived, 1, 1)  # nothing sent again
     refused = _cli(party, "outbox", "mark-sent", str(item.id))
     assert refused.returncode != 0 and "not delivery_unknown" in refused.stderr
 
@@ -172,7 +185,6 @@ def test_E3_reply_lost_after_the_final_dot_is_delivery_unknown(party: Party) -> 
     whether the devserver finishes a transaction whose client hung up); the person who asks
     the recipient then decides, and the end is exactly one copy either way."""
     import dataclasses
-    import time
 
     proxy = FaultProxy(party.mailserver.smtp_port).start()
     try:
