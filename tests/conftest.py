@@ -28,7 +28,7 @@ from mailops.store import Store
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="mailops-test-config-")
 atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 
-POOL = 700  # pre-created accounts u0000@example.test ... (password "pw-u0000")
+POOL = 2000  # pre-created accounts u0000@example.test ... (password "pw-u0000")
 
 
 @dataclass
