@@ -51,6 +51,7 @@ __all__ = [
     "SYSTEM_USER",
     "Access",
     "Viewer",
+    "activity_access",
     "can_send",
     "can_view_mailbox",
     "require_mailbox",
@@ -217,6 +218,19 @@ def visible(
 
 
 SYSTEM = Viewer(user_id=SYSTEM_USER, role="admin", may_send=False, visible_users=None)
+
+
+def activity_access(viewer: Viewer) -> Access:
+    """``visible`` for the usual activity join: ``activities a``, ``customers c`` on the
+    activity's customer and ``mailboxes mb`` on its mailbox."""
+    return visible(
+        viewer,
+        "activity",
+        user="a.user_id",
+        customer_owner="c.owner_user_id",
+        owner="mb.owner_user_id",
+        level="mb.visibility",
+    )
 
 
 def scope_for(store: Store, user_id: str | None) -> Viewer:

@@ -150,11 +150,12 @@ def _askers(fns: list[ast.FunctionDef]) -> set[str]:
     """Functions that call ``visible`` (or ``Scope.access``), directly or through another
     function of the same module."""
     calls = {f.name: _called(f) for f in fns}
-    # Viewer.mailbox_clause / activity_clause are thin wrappers of visible() (row scope only)
+    # Viewer.mailbox_clause / activity_clause are thin wrappers of visible() (row scope only);
+    # permissions.activity_access is visible() for the usual activities/customers/mailboxes join
     asking = {
         name
         for name, c in calls.items()
-        if c & {"visible", "access", "mailbox_clause", "activity_clause"}
+        if c & {"visible", "access", "mailbox_clause", "activity_clause", "activity_access"}
     }
     grew = True
     while grew:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from mailops.permissions import Viewer, visible
+from mailops.permissions import Viewer, activity_access
 from mailops.store import Store
 
 __all__ = [
@@ -65,14 +65,7 @@ def thread_messages(
 ) -> pd.DataFrame:
     """The thread's own messages with this customer that VIEWER may see, oldest first (the
     newest LIMIT); subject and body as the mailboxes' levels allow (P2)."""
-    acc = visible(
-        viewer,
-        "activity",
-        user="a.user_id",
-        customer_owner="c.owner_user_id",
-        owner="mb.owner_user_id",
-        level="mb.visibility",
-    )
+    acc = activity_access(viewer)
     return store.query(
         "SELECT * FROM (SELECT a.occurred_at, a.direction, m.from_addr, m.from_name,"
         f" {acc.subject('m.subject', 'subject')}, {acc.body('m.body_text', 'body_text')},"

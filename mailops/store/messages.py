@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from mailops.parse import ParsedMessage, parse_message, usable_message_id
-from mailops.permissions import Viewer, visible
+from mailops.permissions import Viewer, activity_access, visible
 from mailops.safe_html import sanitize_html
 from mailops.store import Store, blobs
 
@@ -392,14 +392,7 @@ def link_changes(store: Store, message_id: str) -> pd.DataFrame:
 def message_activities(store: Store, message_id: str, *, viewer: Viewer) -> pd.DataFrame:
     """The activities of one message VIEWER may see (unlinked ones included): customer,
     match kind, deal, mailbox, when unlinked."""
-    acc = visible(
-        viewer,
-        "activity",
-        user="a.user_id",
-        customer_owner="c.owner_user_id",
-        owner="mb.owner_user_id",
-        level="mb.visibility",
-    )
+    acc = activity_access(viewer)
     return store.query(
         "SELECT a.customer_id, a.match_kind, a.deal_id, a.mailbox_id, a.direction, a.unlinked_at"
         " FROM activities a LEFT JOIN customers c ON c.id = a.customer_id"
@@ -414,14 +407,7 @@ def customer_activities(
 ) -> pd.DataFrame:
     """A customer's emails VIEWER may see, newest first (S4); unlinked ones (S9) only on
     request. Subjects the mailbox's level hides are NULL; ``shown`` says what the row shows."""
-    acc = visible(
-        viewer,
-        "activity",
-        user="a.user_id",
-        customer_owner="c.owner_user_id",
-        owner="mb.owner_user_id",
-        level="mb.visibility",
-    )
+    acc = activity_access(viewer)
     where = "" if include_unlinked else "AND a.unlinked_at IS NULL"
     return store.query(
         "SELECT a.occurred_at, a.direction, a.match_kind, a.deal_id, a.mailbox_id, a.user_id,"
@@ -442,14 +428,7 @@ def newest_inbound_from_customer(
 ) -> tuple[str, str] | None:
     """(message id, customer id) of the mailbox's newest inbound email a customer wrote from
     his primary address, among what VIEWER may see."""
-    acc = visible(
-        viewer,
-        "activity",
-        user="a.user_id",
-        customer_owner="c.owner_user_id",
-        owner="mb.owner_user_id",
-        level="mb.visibility",
-    )
+    acc = activity_access(viewer)
     rows = store.rows(
         "SELECT a.message_id, a.customer_id FROM activities a"
         " JOIN customer_addresses ca ON ca.customer_id = a.customer_id AND ca.is_primary"
@@ -467,14 +446,7 @@ def newest_inbound_from_customer(
 def _message_access(store: Store, message_id: str, viewer: Viewer) -> tuple[bool, bool] | None:
     """(subject_ok, body_ok) for the most open way VIEWER reaches the message -- through a
     visible activity or a place in a visible mailbox; None when he cannot reach it."""
-    act = visible(
-        viewer,
-        "activity",
-        user="a.user_id",
-        customer_owner="c.owner_user_id",
-        owner="mb.owner_user_id",
-        level="mb.visibility",
-    )
+    act = activity_access(viewer)
     place = visible(viewer, "mailbox", owner="mb.owner_user_id", level="mb.visibility")
     row = store.rows(
         f"SELECT bool_or(s), bool_or(b) FROM ("

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from mailops.permissions import Access, Viewer, visible
+from mailops.permissions import Access, Viewer, activity_access, visible
 from mailops.store import Store
 
 __all__ = [
@@ -51,14 +51,7 @@ def customer_matches(store: Store, ref: str) -> list[tuple[str, str | None]]:
 
 
 def _access(viewer: Viewer) -> Access:
-    return visible(
-        viewer,
-        "activity",
-        user="a.user_id",
-        customer_owner="c.owner_user_id",
-        owner="mb.owner_user_id",
-        level="mb.visibility",
-    )
+    return activity_access(viewer)
 
 
 def _visible(viewer: Viewer) -> tuple[str, list[Any]]:
@@ -143,14 +136,7 @@ def message_row(store: Store, viewer: Viewer, message_id: str) -> dict[str, Any]
 def customers_by_recent_mail(store: Store, *, viewer: Viewer) -> list[tuple[str, str]]:
     """(id, name) of the customers VIEWER may look at -- those of an activity he may see,
     or that a user he sees owns -- the one with the newest email first (at most 500)."""
-    acc = visible(
-        viewer,
-        "activity",
-        user="a.user_id",
-        customer_owner="c.owner_user_id",
-        owner="mb.owner_user_id",
-        level="mb.visibility",
-    )
+    acc = activity_access(viewer)
     own = visible(viewer, "customer", customer_owner="c.owner_user_id")
     rows = store.rows(
         "SELECT c.id, coalesce(c.name, c.id), max(a.occurred_at) AS last FROM customers c"
