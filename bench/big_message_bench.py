@@ -115,12 +115,12 @@ def main() -> None:
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from mailops.auth import password_ref
+    sys.path.insert(0, str(HERE))
+    import sync_bench as bench
+
     from mailops.config import Settings
     from mailops.dev.devserver import DevServer
-    from mailops.secrets import SecretStore
     from mailops.store import Store
-    from mailops.store import mailboxes as mailbox_store
 
     tmp = Path(tempfile.mkdtemp(prefix="mailops-bigbench-", dir="/tmp"))
     os.chmod(tmp, 0o755)
@@ -141,21 +141,7 @@ def main() -> None:
             " VALUES ('c1', ?, TRUE, TIMESTAMP '2000-01-01')",
             [CUSTOMER],
         )
-        mb = mailbox_store.insert(
-            store,
-            owner_user_id="bench",
-            address=address,
-            provider="generic",
-            auth_kind="password",
-            imap_host="127.0.0.1",
-            imap_port=state.imaps_port,
-            imap_security="ssl",
-            ca_file=state.ca_file,
-            state="connected",
-            connected_at=datetime.now(UTC).replace(tzinfo=None),
-        )
-        SecretStore(settings).put(password_ref(mb.id), password)
-        mailbox_store.update(store, mb.id, secret_ref=password_ref(mb.id))
+        bench.connect_mailbox(store, settings, state, address, password)
         store.close()
         env["MAILOPS_SECRETS_DIR"] = str(tmp / f"{name}.secrets")
         return str(db)

@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -40,12 +39,9 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     import sync_bench as bench
 
-    from mailops.auth import password_ref
     from mailops.config import Settings
     from mailops.dev.devserver import DevServer
-    from mailops.secrets import SecretStore
     from mailops.store import Store
-    from mailops.store import mailboxes as mailbox_store
 
     tmp = Path(tempfile.mkdtemp(prefix="mailops-ab-", dir="/tmp"))
     os.chmod(tmp, 0o755)
@@ -71,21 +67,7 @@ def main() -> None:
                     " VALUES (?, ?, TRUE, TIMESTAMP '2000-01-01')",
                     [f"c{k}", c],
                 )
-            mb = mailbox_store.insert(
-                store,
-                owner_user_id="bench",
-                address=address,
-                provider="generic",
-                auth_kind="password",
-                imap_host="127.0.0.1",
-                imap_port=state.imaps_port,
-                imap_security="ssl",
-                ca_file=state.ca_file,
-                state="connected",
-                connected_at=datetime.now(UTC).replace(tzinfo=None),
-            )
-            SecretStore(settings).put(password_ref(mb.id), password)
-            mailbox_store.update(store, mb.id, secret_ref=password_ref(mb.id))
+            bench.connect_mailbox(store, settings, state, address, password)
             store.close()
             env = dict(os.environ, PYTHONPATH=tree, MAILOPS_SECRETS_DIR=str(secrets_dir))
             # the tree's own migrations run here, not inside the timed sync

@@ -34,6 +34,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -246,6 +247,49 @@ SyncState *
     path.write_text("\n".join(blocks))
 
 
+def connect_mailbox(
+    store: Any,
+    settings: Any,
+    state: Any,
+    address: str,
+    password: str,
+    *,
+    owner: str = "bench",
+    smtp: bool = False,
+    connected_at: datetime | None = None,
+) -> int:
+    """A connected password mailbox of the devserver in a bench store (its secret in the
+    store's secrets folder); the other benches use it too. Returns the mailbox id."""
+    from mailops.auth import password_ref
+    from mailops.secrets import SecretStore
+    from mailops.store import mailboxes as mailbox_store
+
+    endpoints: dict[str, Any] = {}
+    if smtp:
+        endpoints = {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": state.smtp_port,
+            "smtp_security": "starttls",
+        }
+    mb = mailbox_store.insert(
+        store,
+        owner_user_id=owner,
+        address=address,
+        provider="generic",
+        auth_kind="password",
+        imap_host="127.0.0.1",
+        imap_port=state.imaps_port,
+        imap_security="ssl",
+        ca_file=state.ca_file,
+        state="connected",
+        connected_at=connected_at or datetime.now(UTC).replace(tzinfo=None),
+        **endpoints,
+    )
+    SecretStore(settings).put(password_ref(mb.id), password)
+    mailbox_store.update(store, mb.id, secret_ref=password_ref(mb.id))
+    return int(mb.id)
+
+
 # -- main ------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(
@@ -269,12 +313,9 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT))
-    from mailops.auth import password_ref
     from mailops.config import Settings
     from mailops.dev.devserver import DevServer
-    from mailops.secrets import SecretStore
     from mailops.store import Store
-    from mailops.store import mailboxes as mailbox_store
 
     if not shutil.which("mbsync"):
         raise SystemExit("mbsync is not installed: apt-get install -y isync")
@@ -314,24 +355,9 @@ def main() -> None:
                 " VALUES (?, ?, TRUE, TIMESTAMP '2000-01-01')",
                 [f"c{k}", c],
             )
-        secrets = SecretStore(settings)
         now = datetime.now(UTC).replace(tzinfo=None)
         for address, password in users:
-            mb = mailbox_store.insert(
-                store,
-                owner_user_id="bench",
-                address=address,
-                provider="generic",
-                auth_kind="password",
-                imap_host="127.0.0.1",
-                imap_port=state.imaps_port,
-                imap_security="ssl",
-                ca_file=state.ca_file,
-                state="connected",
-                connected_at=now,
-            )
-            secrets.put(password_ref(mb.id), password)
-            mailbox_store.update(store, mb.id, secret_ref=password_ref(mb.id))
+            connect_mailbox(store, settings, state, address, password, connected_at=now)
         store.close()
         env["MAILOPS_SECRETS_DIR"] = str(tmp / f"{name}.secrets")
         return str(db)

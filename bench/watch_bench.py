@@ -62,13 +62,13 @@ def main() -> None:
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from mailops.auth import password_ref
+    sys.path.insert(0, str(ROOT / "bench"))
+    import sync_bench as bench
+
     from mailops.config import Settings
     from mailops.dev.devserver import DevServer
     from mailops.reports import open_reader
-    from mailops.secrets import SecretStore
     from mailops.store import Store
-    from mailops.store import mailboxes as mailbox_store
 
     tmp = Path(tempfile.mkdtemp(prefix="mailops-watchbench-", dir="/tmp"))
     os.chmod(tmp, 0o755)
@@ -105,30 +105,21 @@ def main() -> None:
             "INSERT INTO deals (id, name, owner_user_id, project, unit) VALUES ('d-1', 'd', 'u-deal', 'Harbour View', 'B-1')"
         )
         store.execute("INSERT INTO deal_customers (deal_id, customer_id) VALUES ('d-1', 'c-1')")
-        secrets = SecretStore(settings)
         for i, (address, password) in enumerate(sales):
             store.execute(
                 "INSERT INTO users (id, email, name) VALUES (?, ?, ?)",
                 [f"u-{i}", address, f"Sales {i}"],
             )
-            mb = mailbox_store.insert(
+            bench.connect_mailbox(
                 store,
-                owner_user_id=f"u-{i}",
-                address=address,
-                provider="generic",
-                auth_kind="password",
-                imap_host="127.0.0.1",
-                imap_port=state.imaps_port,
-                imap_security="ssl",
-                smtp_host="127.0.0.1",
-                smtp_port=state.smtp_port,
-                smtp_security="starttls",
-                ca_file=state.ca_file,
-                state="connected",
+                settings,
+                state,
+                address,
+                password,
+                owner=f"u-{i}",
+                smtp=True,
+                connected_at=_now(),
             )
-            ref = password_ref(mb.id)
-            secrets.put(ref, password)
-            mailbox_store.update(store, mb.id, secret_ref=ref, connected_at=_now())
         store.close()
 
         cmd = [sys.executable, "-m", "mailops.cli", "sync", "--watch"]
