@@ -79,13 +79,6 @@ def thread_messages(
     )
 
 
-def suggestion_log(store: Store) -> pd.DataFrame:
-    return store.query(
-        "SELECT last_message_id, max(id) AS suggestion_id, arg_max(outcome, id) AS outcome"
-        " FROM followup_suggestions GROUP BY 1"
-    )
-
-
 def suggestion_row(store: Store, suggestion_id: int) -> list[tuple[Any, ...]]:
     return store.rows(
         "SELECT user_id, draft_id, outcome FROM followup_suggestions WHERE id = ?", [suggestion_id]
