@@ -296,3 +296,17 @@ def test_R5_report_and_stats_commands_are_documented():
     for name, cmd in stats.commands.items():
         assert cmd.help, name
         assert f"`mailops stats {name}" in readme, name
+
+
+def test_R6_table_text_is_cut_like_its_html():
+    """The executed notebook keeps a table's text/plain twin too: the top ROWS and how many
+    more, never the whole frame (a 1M-activity report was 35 MB of it)."""
+    from mailops.reports import show
+
+    df = pd.DataFrame({"customer": [f"c{i}" for i in range(500)], "total": range(500)})
+    text = repr(show(df, 25))
+    assert len(text.splitlines()) == 1 + 25 + 1
+    assert "c24" in text and "c25" not in text
+    assert text.endswith("475 more rows (see the export)")
+    assert len(repr(show(df, None)).splitlines()) == 501
+    assert repr(show(df.head(0))) == "(nothing to show)"
