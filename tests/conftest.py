@@ -3,7 +3,8 @@
 The mail server is mailops' own devserver (Dovecot + aiosmtpd + token service) run in this
 process; ROOT lives under /tmp (not pytest's 0700 tmp dirs, which Dovecot's unprivileged
 processes cannot enter). ``mailserver.new_user()`` hands out a fresh pre-created account, so
-tests never wait for Dovecot to re-read its users file.
+tests never wait for Dovecot to re-read its users file. ``postgres`` is a real PostgreSQL
+in a temp dir (D1), started the same way by the project's own code (mailops.dev.postgres).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pytest
 
 from mailops.config import Settings
 from mailops.dev.devserver import DevServer, DevServerState
+from mailops.dev.postgres import PostgresServer
+from mailops.errors import MailopsError
 from mailops.store import Store
 
 # C5: the per-user key file ($XDG_CONFIG_HOME/mailops/key) of this test session, never the
@@ -72,6 +75,30 @@ def mailserver() -> Iterator[MailServer]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """D1: a real PostgreSQL (initdb + pg_ctl in a temp dir under /tmp, 127.0.0.1, a free
+    port; apt-installs Debian's postgresql when missing). Never skipped: when it cannot
+    start the tests that need it fail with the reason. ``postgres.state.dsn`` is its
+    ``mailops`` database; ``postgres.new_database()`` a fresh one."""
+    server = PostgresServer()
+    try:
+        server.start()
+    except MailopsError as e:
+        server.stop()
+        pytest.fail(f"cannot start PostgreSQL for the D1 tests: {e.one_line()}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_dsn(postgres: PostgresServer) -> str:
+    """The DSN of a fresh, empty database in the session's PostgreSQL."""
+    return postgres.new_database()
 
 
 @pytest.fixture

@@ -139,6 +139,79 @@ def add_user(
             click.echo(f"{address}: already there (password unchanged)")
 
 
+@devserver.group("postgres")
+def devserver_postgres() -> None:
+    """A local PostgreSQL (D1: the lake's catalog and the sync leases) in its own folder."""
+
+
+def _pg_dir(root: str | None) -> str:
+    return root or os.environ.get("MAILOPS_POSTGRES_DIR") or "/tmp/mailops-postgres"
+
+
+def _pg_describe(st: object) -> str:
+    from mailops.dev.postgres import PgState
+
+    assert isinstance(st, PgState)
+    return (
+        f"postgres running (pid {st.pid}, user {st.os_user}) in {st.root}\n"
+        f"  DSN   {st.dsn}\n"
+        f"  store {st.store_url(os.path.join(st.root, 'lake-data'))}\n"
+        f"  log   {st.log_file}"
+    )
+
+
+@devserver_postgres.command("start")
+@click.option(
+    "--dir", "root", help="Its folder (default $MAILOPS_POSTGRES_DIR or /tmp/mailops-postgres)."
+)
+@click.option("--port", type=int, default=0, help="Port on 127.0.0.1 (default: a free one).")
+@click.option("--db", "dbname", default="mailops", show_default=True, help="Database to create.")
+def postgres_start(root: str | None, port: int, dbname: str) -> None:
+    """Start it (initdb the first time; installs Debian's postgresql with apt when missing).
+    Safe to re-run. Trusts every local connection: for tests and demos only."""
+    from mailops.dev.postgres import PostgresServer, status
+
+    folder = _pg_dir(root)
+    st = status(folder)
+    if st is None:
+        st = PostgresServer(folder, dbname=dbname, port=port).start()
+    click.echo(_pg_describe(st))
+
+
+@devserver_postgres.command("stop")
+@click.option("--dir", "root", help="Its folder.")
+@click.option("--remove", is_flag=True, help="Also delete the folder (data included).")
+def postgres_stop(root: str | None, remove: bool) -> None:
+    """Stop it; no process is left behind. The data stays unless --remove."""
+    from mailops.dev.postgres import PostgresServer, status
+
+    folder = _pg_dir(root)
+    st = status(folder)
+    if os.path.isdir(folder):
+        PostgresServer(folder).stop(remove=remove)
+    click.echo(f"postgres stopped (pid {st.pid})" if st else "postgres was not running")
+
+
+@devserver_postgres.command("status")
+@click.option("--dir", "root", help="Its folder.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with the DSN).")
+def postgres_status(root: str | None, as_json: bool) -> None:
+    """Is it running, and its DSN. Exit code 1 when not running."""
+    from dataclasses import asdict
+
+    from mailops.dev.postgres import status
+
+    st = status(_pg_dir(root))
+    if as_json:
+        click.echo(json.dumps({**asdict(st), "dsn": st.dsn} if st else {"running": False}))
+    elif st:
+        click.echo(_pg_describe(st))
+    if st is None:
+        if not as_json:
+            click.echo("postgres not running")
+        raise SystemExit(1)
+
+
 @click.group("demo")
 def demo() -> None:
     """The demo company (Northwind Homes): directory, mailboxes and mail on the devserver."""
