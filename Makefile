@@ -26,7 +26,7 @@ help:
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh python3-venv && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q -c $(LOCK) pip setuptools wheel
-	$(PY) -m pip install -q -c $(LOCK) --no-build-isolation -e '.[dev]'
+	$(PY) -m pip install -q -c $(LOCK) --no-build-isolation -e '.[dev,ducklake]'
 	$(PY) -m pip check
 	$(PY) -m ipykernel install --sys-prefix --name mailops --display-name "Python (mailops)" >/dev/null
 	@touch $(STAMP)

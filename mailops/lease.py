@@ -17,10 +17,27 @@ store is a lock file per mailbox (``<db>.leases/<mailbox id>.lock``) held with `
 * ``:memory:`` stores (tests) get process-local leases.
 
 Past one machine (D1: DuckLake with a PostgreSQL catalog) the same interface is backed by
-PostgreSQL: a ``sync_leases`` row per mailbox (holder, host, pid, expires_at) claimed with
-``INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at < now()``, renewed by the holder
-(``renew``) and recovered when it expires -- or a session-level advisory lock, which
-PostgreSQL releases when the holder's connection dies.
+PostgreSQL (``PgLeases``): a ``sync_leases`` row per mailbox in the catalog's database
+(holder, host, pid, since, expires_at), created when missing.
+
+* Claim by compare-and-swap: ``INSERT ... ON CONFLICT (mailbox_id) DO UPDATE ... WHERE
+  sync_leases.expires_at < now() OR sync_leases.holder = excluded.holder RETURNING ...``.
+  PostgreSQL row-locks the conflicting row and re-checks the WHERE on its newest version,
+  so of two workers claiming at once exactly one gets a row back. The holder is a token per
+  claim (host, pid, random): the ``holder = excluded.holder`` arm makes a retried claim (a
+  dropped connection after the commit) idempotent, never lets a second claim of the same
+  process in. Every time is PostgreSQL's ``now()``: the workers' clocks do not matter.
+* A TTL (``lease_ttl``, default 60 s): a background thread renews every held lease each
+  ttl/3 in one UPDATE; a lease whose row is gone or has another holder is marked ``lost``
+  (logged; the writes are idempotent, D1, so a sync that went on after losing its lease
+  stores nothing twice).
+* Release deletes the row (only if still ours). A holder killed with ``kill -9`` leaves its
+  row; once it expires, the next claim by another worker takes it over.
+
+An advisory lock would free a dead holder's mailboxes sooner, but it lives in one
+connection: a pooled or dropped connection would lose it silently, and it can say nothing
+about who holds a mailbox or since when. A row with an expiry survives reconnects and is
+what ``mailops`` shows in ``already syncing (pid N on host, since T)``.
 """
 
 from __future__ import annotations
@@ -28,19 +45,34 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from mailops.errors import MailopsError
 
-__all__ = ["FileLeases", "Holder", "Lease", "Leases", "LocalLeases", "MailboxBusy", "leases_for"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FileLeases",
+    "Holder",
+    "Lease",
+    "LeaseLost",
+    "Leases",
+    "LocalLeases",
+    "MailboxBusy",
+    "PgLeases",
+    "leases_for",
+    "pg_leases",
+]
 
 
 def _now() -> datetime:
@@ -238,11 +270,324 @@ class LocalLeases:
             return lease.holder if lease else None
 
 
+# -- lease rows in PostgreSQL (D1: the lake) --------------------------------------------
+DEFAULT_TTL = 60.0  # seconds; ``lease_ttl``
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS sync_leases (
+    mailbox_id BIGINT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    host       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    purpose    TEXT NOT NULL DEFAULT 'sync',
+    since      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    renewed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at TIMESTAMPTZ NOT NULL
+)"""
+
+_CLAIM = """
+INSERT INTO sync_leases AS l (mailbox_id, holder, host, pid, purpose, expires_at)
+VALUES (%(id)s, %(holder)s, %(host)s, %(pid)s, %(purpose)s,
+        now() + make_interval(secs => %(ttl)s))
+ON CONFLICT (mailbox_id) DO UPDATE SET
+    holder = excluded.holder, host = excluded.host, pid = excluded.pid,
+    purpose = excluded.purpose,
+    since = CASE WHEN l.holder = excluded.holder THEN l.since ELSE now() END,
+    renewed_at = now(), expires_at = excluded.expires_at
+WHERE l.expires_at < now() OR l.holder = excluded.holder
+RETURNING since, expires_at"""
+
+_RENEW = """
+UPDATE sync_leases SET renewed_at = now(), expires_at = now() + make_interval(secs => %s)
+WHERE holder = ANY(%s) RETURNING holder, expires_at"""
+
+
+class LeaseLost(MailopsError):
+    """A lease expired and another worker took the mailbox over (or the row is gone)."""
+
+    code = "lease_lost"
+    exit_code = 11
+
+
+def _naive_utc(ts: datetime) -> datetime:
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return ts.replace(microsecond=0)
+
+
+@dataclass
+class _PgLease:
+    mailbox_id: int
+    holder: Holder
+    token: str
+    owner: PgLeases
+    expires_at: datetime  # PostgreSQL's clock (naive UTC)
+    deadline: float = 0.0  # our monotonic clock: past it, unrenewed, the lease may be gone
+    lost: bool = False
+    released: bool = False
+
+    def renew(self) -> None:
+        """Renew now (the background thread does it every ttl/3); LeaseLost if it is gone."""
+        self.owner._renew([self])
+        if self.lost:
+            raise LeaseLost(f"mailbox {self.mailbox_id}: the sync lease was lost")
+
+    def release(self) -> None:
+        self.owner._release(self)
+
+
+class PgLeases:
+    """Lease rows in PostgreSQL (DSN: a libpq URI or keyword string): one connection per
+    instance (autocommit, shared by threads under a lock, reconnected when it drops) and one
+    daemon thread renewing this instance's leases every TTL/3."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        ttl: float = DEFAULT_TTL,
+        purpose: str = "sync",
+        connect_timeout: float = 10.0,
+        on_lost: Callable[[_PgLease], None] | None = None,
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError("lease ttl must be positive")
+        self.dsn = dsn
+        self.ttl = float(ttl)
+        self.purpose = purpose
+        self.connect_timeout = connect_timeout
+        self.on_lost = on_lost
+        self._conn: Any = None
+        self._lock = threading.Lock()  # the connection
+        self._held: dict[str, _PgLease] = {}
+        self._held_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    # -- the connection -------------------------------------------------------------
+    def _connect(self) -> Any:
+        import psycopg
+
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            conn = psycopg.connect(
+                self.dsn,
+                autocommit=True,
+                connect_timeout=max(1, int(self.connect_timeout)),
+                application_name="mailops-leases",
+            )
+        except psycopg.Error as e:
+            from mailops.errors import StoreError
+
+            raise StoreError(
+                f"cannot reach the lease database: {' '.join(str(e).split())[:300]}",
+                guidance="is PostgreSQL running? (mailops devserver postgres status)",
+            ) from None
+        with conn.transaction():  # two first workers at once: one creates the table
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('mailops.sync_leases'))")
+            conn.execute(_DDL)
+        self._conn = conn
+        return conn
+
+    def _execute(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run one statement (retried once on a fresh connection: every statement here is
+        idempotent for its holder token)."""
+        import psycopg
+
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._connect()
+                try:
+                    cur = conn.execute(sql, params)
+                    return list(cur.fetchall()) if cur.description else []
+                except psycopg.OperationalError:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    self._conn = None
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Stop renewing and close the connection (held leases expire by themselves)."""
+        self._stop.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(5)
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
+
+    # -- Leases -----------------------------------------------------------------------
+    def _try(self, mailbox_id: int) -> _PgLease | None:
+        me = _me(self.purpose)
+        token = f"{me.host}:{me.pid}:{uuid.uuid4().hex[:16]}"
+        t0 = time.monotonic()
+        rows = self._execute(
+            _CLAIM,
+            {
+                "id": int(mailbox_id),
+                "holder": token,
+                "host": me.host,
+                "pid": me.pid,
+                "purpose": me.purpose,
+                "ttl": self.ttl,
+            },
+        )
+        if not rows:
+            return None
+        since, expires = rows[0]
+        holder = Holder(me.pid, me.host, _naive_utc(since), me.purpose)
+        lease = _PgLease(int(mailbox_id), holder, token, self, _naive_utc(expires), t0 + self.ttl)
+        with self._held_lock:
+            self._held[token] = lease
+        self._start_renewer()
+        return lease
+
+    def acquire(self, mailbox_id: int, *, wait: float = 0.0) -> Lease:
+        got = _poll(lambda: self._try(mailbox_id), wait, step=0.25)
+        if got is None:
+            raise MailboxBusy(mailbox_id, self.holder(mailbox_id))
+        return got
+
+    def holder(self, mailbox_id: int) -> Holder | None:
+        rows = self._execute(
+            "SELECT pid, host, since, purpose FROM sync_leases"
+            " WHERE mailbox_id = %s AND expires_at >= now()",
+            [int(mailbox_id)],
+        )
+        if not rows:
+            return None
+        pid, host, since, purpose = rows[0]
+        return Holder(int(pid), str(host), _naive_utc(since), str(purpose))
+
+    def held_ids(self) -> set[int]:
+        """Mailboxes whose lease someone holds right now (a worker skips them)."""
+        rows = self._execute("SELECT mailbox_id FROM sync_leases WHERE expires_at >= now()")
+        return {int(r[0]) for r in rows}
+
+    def held_here(self) -> list[_PgLease]:
+        with self._held_lock:
+            return list(self._held.values())
+
+    def _release(self, lease: _PgLease) -> None:
+        with self._held_lock:
+            if lease.released:
+                return
+            lease.released = True
+            self._held.pop(lease.token, None)
+        if lease.lost:
+            return  # not ours any more: leave the new holder's row alone
+        try:
+            self._execute(
+                "DELETE FROM sync_leases WHERE mailbox_id = %s AND holder = %s",
+                [lease.mailbox_id, lease.token],
+            )
+        except Exception as e:  # noqa: BLE001 - the row expires by itself
+            log.warning("mailbox %s: could not give the lease back: %s", lease.mailbox_id, e)
+
+    # -- renewal ----------------------------------------------------------------------
+    def _renew(self, leases: Sequence[_PgLease]) -> None:
+        live = [x for x in leases if not (x.lost or x.released)]
+        if not live:
+            return
+        t0 = time.monotonic()
+        try:
+            rows = self._execute(_RENEW, [self.ttl, [x.token for x in live]])
+        except Exception as e:  # noqa: BLE001 - PostgreSQL away: try again next round
+            log.warning("could not renew %d sync lease(s): %s", len(live), e)
+            for x in live:
+                if time.monotonic() > x.deadline:
+                    self._lose(x, "not renewed before it expired")
+            return
+        renewed = {str(token): expires for token, expires in rows}
+        for x in live:
+            if x.token in renewed:
+                x.expires_at = _naive_utc(renewed[x.token])
+                x.deadline = t0 + self.ttl
+            else:
+                self._lose(x, "taken over by another worker after it expired")
+
+    def _lose(self, lease: _PgLease, why: str) -> None:
+        if lease.lost:
+            return
+        lease.lost = True
+        log.warning("mailbox %s: sync lease lost (%s)", lease.mailbox_id, why)
+        if self.on_lost is not None:
+            with contextlib.suppress(Exception):
+                self.on_lost(lease)
+
+    def _start_renewer(self) -> None:
+        if self._renewer is not None and self._renewer.is_alive():
+            return
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            held = self.held_here()
+            if held:
+                self._renew(held)
+
+
 _LOCAL: dict[str, LocalLeases] = {}
+_PG: dict[tuple[str, int, float], PgLeases] = {}
+_PG_LOCK = threading.Lock()
 
 
-def leases_for(db: str) -> Leases:
-    """The lease backend of the store at DB (a file path, or ``:memory:``)."""
+def pg_leases(dsn: str, ttl: float | None = None) -> PgLeases:
+    """The process's PgLeases for DSN (one connection and renewer per process and TTL)."""
+    ttl = float(ttl if ttl is not None else _configured_ttl())
+    key = (dsn, os.getpid(), ttl)  # a forked child gets its own connection
+    with _PG_LOCK:
+        found = _PG.get(key)
+        if found is None:
+            found = _PG[key] = PgLeases(dsn, ttl=ttl)
+        return found
+
+
+def _configured_ttl() -> float:
+    from mailops.config import Settings
+
+    try:
+        return float(Settings.load().lease_ttl)
+    except MailopsError:
+        return DEFAULT_TTL
+
+
+def lake_dsn(name: str) -> str | None:
+    """The PostgreSQL DSN in a store name ``ducklake:postgres://...[?data=/path]`` (None for
+    another name): the store's own ``data`` parameter is not libpq's."""
+    if not name.startswith("ducklake:"):
+        return None
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    dsn = name.removeprefix("ducklake:")
+    if dsn.startswith("postgres:") and not dsn.startswith("postgres://"):
+        dsn = dsn.removeprefix("postgres:")  # DuckDB's spelling: postgres:<libpq keywords>
+    if "://" not in dsn:
+        return dsn  # libpq keywords (``ducklake:postgres:dbname=... host=...``)
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "data"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def leases_for(store: object) -> Leases:
+    """The lease backend of STORE (a ``Store``, or a store name: a file path, ``:memory:``,
+    ``ducklake:postgres://...``): lock files beside a file, process-local for memory,
+    PostgreSQL rows for the lake (``store.backend == "lake"``, in ``store.lake_dsn``)."""
+    if isinstance(store, (str, os.PathLike)):
+        db = os.fspath(store)
+    elif getattr(store, "backend", "file") == "lake":
+        return pg_leases(str(getattr(store, "lake_dsn", "")))
+    else:
+        db = str(getattr(store, "path", ""))
+    dsn = lake_dsn(db)
+    if dsn is not None:
+        return pg_leases(dsn)
     if db == ":memory:" or not db:
         return _LOCAL.setdefault(":memory:", LocalLeases())
     return FileLeases(f"{Path(db).resolve()}.leases")

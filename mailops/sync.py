@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -82,6 +82,9 @@ from mailops.store.messages import (
     save_messages,
 )
 from mailops.store.notifications import notify_new_inbound
+
+if TYPE_CHECKING:
+    from mailops.lease import Leases
 
 __all__ = ["SessionPool", "SyncResult", "summarize", "sync_all", "sync_mailbox", "window_start"]
 
@@ -880,13 +883,18 @@ def sync_mailbox(
 
 @contextlib.contextmanager
 def _leased(
-    store: Store, mailboxes: Sequence[Mailbox], *, wait: float = 0.0, gate: _Gate | None = None
+    store: Store,
+    mailboxes: Sequence[Mailbox],
+    *,
+    wait: float = 0.0,
+    gate: _Gate | None = None,
+    leases: Leases | None = None,
 ) -> Iterator[tuple[list[Mailbox], list[SyncResult]]]:
     """S14: take the lease of each mailbox (before any server work); yield (leased, busy
     results) and give the leases back afterwards (after the runs are recorded)."""
     from mailops.lease import MailboxBusy, leases_for
 
-    leases = leases_for(store.path)
+    leases = leases or leases_for(store)
     held: list[Any] = []
     leased: list[Mailbox] = []
     busy: list[SyncResult] = []
@@ -1111,11 +1119,13 @@ def sync_all(
     progress: ProgressFn | None = None,
     parallel: int | None = None,
     pool: SessionPool | None = None,
+    leases: Leases | None = None,
 ) -> list[SyncResult]:
     """Sync every connected mailbox (or MAILBOXES), several at once, one connection each.
 
     POOL keeps the sessions open for the next call (the scheduler); without it each
-    mailbox logs in and out."""
+    mailbox logs in and out. LEASES: where the S14 leases are taken (default: the store's,
+    ``lease.leases_for``; ``mailops worker`` passes the ones it claimed already)."""
     from mailops.healing import plan
 
     gate = _Gate()
@@ -1131,13 +1141,16 @@ def sync_all(
     skipped = [s.as_result() for s in skips]
     if not todo:
         return skipped
-    with _leased(store, todo) as (leased, busy):  # S14, before any server work
+    with _leased(store, todo, leases=leases) as (leased, busy):  # S14, before any server work
         results = _sync_leased(
             store, settings, leased, directory, gate, trigger, progress, parallel, pool
         )
     if busy and settings.sync_lease_wait > 0:  # S14: wait briefly for the other sync
         again = [mailbox_store.get(store, r.mailbox_id) for r in busy]
-        with _leased(store, again, wait=settings.sync_lease_wait, gate=gate) as (leased, busy):
+        with _leased(store, again, wait=settings.sync_lease_wait, gate=gate, leases=leases) as (
+            leased,
+            busy,
+        ):
             results += _sync_leased(
                 store, settings, leased, directory, gate, trigger, progress, parallel, pool
             )

@@ -91,7 +91,7 @@ def test_environment_yml_is_in_step_with_the_lock() -> None:
     python = re.search(r"^LOCK_PYTHON := (\S+)", MAKEFILE, re.M)
     assert python is not None
     assert f"- python={python.group(1)}\n" in env
-    assert "- -c constraints.txt" in env and "- -e .[dev]" in env
+    assert "- -c constraints.txt" in env and "- -e .[dev,ducklake]" in env
     requires = PYPROJECT["project"]["requires-python"]
     assert Requirement(f"python{requires}").specifier.contains(python.group(1))
 
