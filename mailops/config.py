@@ -59,6 +59,7 @@ class Settings:
     heal_probe_first_s: float = 300.0  # C4: first probe of a transient-problematic mailbox
     heal_probe_cap_s: float = 6 * 3600.0  # C4: probe waits double up to this
     sync_lease_wait: float = 5.0  # S14: seconds a sync waits for another sync of a mailbox
+    worker_cadence: float = 15.0  # D1: `mailops worker` syncs a mailbox every N minutes
     lease_ttl: float = 60.0  # D1: seconds a PostgreSQL lease lives unrenewed (renewed every ttl/3)
 
     @property

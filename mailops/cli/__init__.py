@@ -93,6 +93,7 @@ COMMAND_MODULES = (
     "directory",
     "mailbox",
     "sync",
+    "worker",
     "audit",
     "send",
     "draft",
