@@ -18,7 +18,7 @@ help:
 	@echo "make test   - install what is missing and run the whole test suite"
 	@echo "make lint   - ruff (lint + format check) and mypy"
 	@echo "make lab    - JupyterLab on notebooks/ with the mailops kernel"
-	@echo "make bench  - the sync benchmark against mbsync"
+	@echo "make bench  - sync vs mbsync and imap-tools, report queries at 1M activities (bench/results/latest.json)"
 	@echo "make soak   - kills, network faults, concurrent syncs, send kills, reports during a sync (~15 min)"
 	@echo "make lock   - re-resolve constraints.txt after a pyproject.toml change (other pins kept)"
 	@echo "make upgrade - every package to its newest allowed version in constraints.txt"
@@ -58,8 +58,11 @@ lab: install
 	@test -d $(VENV)/share/jupyter/kernels/mailops || $(PY) -m ipykernel install --sys-prefix --name mailops --display-name "Python (mailops)" >/dev/null
 	MAILOPS_DB="$${MAILOPS_DB:-$(CURDIR)/mailops.duckdb}" $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser --allow-root
 
-bench: install
-	$(PY) bench/sync_bench.py
+# the sync against mbsync (isync, from system-deps) and imap-tools (bench/run.py installs it
+# from the lock), the report queries at 250k/1M activities: bench/results/latest.{json,md};
+# BENCH_ARGS=--readme also writes README.md's figures (bench/readme.py)
+bench: install system-deps
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 soak: install system-deps
 	$(PY) -m mailops.dev.soak --budget $${SOAK_BUDGET:-1800}

@@ -11,6 +11,7 @@ whole activity_report notebook under papermill on each store and prints its time
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,13 +128,13 @@ def python_response_times(scope: Scope) -> pd.DataFrame:
     return df
 
 
-def timed(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+def timed(fn: Callable[[], Any], runs: int) -> tuple[list[float], Any]:
     times, result = [], None
     for _ in range(runs):
         t = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times), result
+    return times, result
 
 
 def queries(store: Store, now: datetime) -> dict[str, Callable[[], Any]]:
@@ -171,39 +172,85 @@ def notebook_run(db: Path, out: Path) -> tuple[float, float]:
     return float(wall), float(rss)
 
 
+#: the issue's goals: every query under this at the largest store, the whole notebook too
+QUERY_GOAL_S = 1.0
+NOTEBOOK_GOAL_S = 10.0
+
+
+def run(sizes: list[int], runs: int, notebook: bool) -> dict[str, Any]:
+    """Every report query on a store of each size (medians of RUNS), the previous Python
+    response times on the smallest, the whole notebook; the goals judged at the largest."""
+    started = datetime.now(UTC)
+    load_before = os.getloadavg()
+    out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, n in enumerate(sizes):
+            t = time.perf_counter()
+            path = Path(tmp) / f"r{n}.duckdb"
+            store = build(path, n)
+            acts = int(store.scalar("SELECT count(*) FROM activities"))
+            size: dict[str, Any] = {
+                "size": n,
+                "activities": acts,
+                "build_s": time.perf_counter() - t,
+                "queries": [],
+            }
+            print(f"store of {acts:,} activities", file=sys.stderr)
+            now = utcnow()
+            for name, fn in queries(store, now).items():
+                times, df = timed(fn, runs)
+                size["queries"].append(
+                    {
+                        "name": name,
+                        "median_s": statistics.median(times),
+                        "min_s": min(times),
+                        "max_s": max(times),
+                        "rows": len(df),
+                    }
+                )
+                if name == "response times (30 d)" and i == 0:
+                    month = Scope(store, since=now - timedelta(days=30), now=now)
+                    peer_times, old = timed(lambda m=month: python_response_times(m), 1)
+                    assert len(old) == len(df), (len(old), len(df))
+                    size["peer"] = {
+                        "name": "previous Python response times (30 d)",
+                        "median_s": peer_times[0],
+                        "rows": len(old),
+                    }
+            store.close()
+            if notebook:
+                wall, rss = notebook_run(path, Path(tmp) / "reports")
+                size["notebook"] = {"wall_s": wall, "rss_mb": rss}
+            out.append(size)
+    last = out[-1]
+    return {
+        "started": started.isoformat(timespec="seconds"),
+        "runs": runs,
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "cores": os.cpu_count(),
+        "sizes": out,
+        "goal": {"query_max_s": QUERY_GOAL_S, "notebook_max_s": NOTEBOOK_GOAL_S},
+        "queries_met": all(q["median_s"] < QUERY_GOAL_S for q in last["queries"]),
+        "notebook_met": (
+            last["notebook"]["wall_s"] < NOTEBOOK_GOAL_S if "notebook" in last else None
+        ),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[250_000, 1_000_000])
     ap.add_argument("--runs", type=int, default=5, help="medians of this many runs")
     ap.add_argument("--notebook", action="store_true", help="also time the whole notebook")
+    ap.add_argument("--json", dest="json_out", help="also write the result as JSON here")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, n in enumerate(args.sizes):
-            t = time.perf_counter()
-            path = Path(tmp) / f"r{n}.duckdb"
-            store = build(path, n)
-            acts = store.scalar("SELECT count(*) FROM activities")
-            print(f"\n## store of {acts:,} activities (built in {time.perf_counter() - t:.1f} s)")
-            now = utcnow()
-            print(f"{'query':42} {'median s':>9} {'rows':>9}")
-            for name, fn in queries(store, now).items():
-                secs, df = timed(fn, args.runs)
-                print(f"{name:42} {secs:9.3f} {len(df):9,}")
-                if name == "response times (30 d)" and i == 0:
-                    sql_secs = secs
-                    month = Scope(store, since=now - timedelta(days=30), now=now)
-                    peer, old = timed(lambda m=month: python_response_times(m), 1)
-                    assert len(old) == len(df), (len(old), len(df))
-                    print(
-                        f"{'  peer: previous Python response times':42} {peer:9.3f} {len(old):9,}"
-                        f"   SQL is {peer / sql_secs:.0f}x faster"
-                    )
-            store.close()
-            if args.notebook:
-                wall, rss = notebook_run(path, Path(tmp) / "reports")
-                print(
-                    f"{'whole activity_report notebook':42} {wall:9.1f} s   peak RSS {rss:.0f} MB"
-                )
+    import readme
+
+    result = run(args.sizes, args.runs, args.notebook)
+    print(readme.render_reports(result))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":

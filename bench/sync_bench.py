@@ -1,22 +1,26 @@
-"""Sync benchmark (not a test): mailops vs mbsync on the same local Dovecot mailbox.
+"""Sync benchmark (not a test): mailops against mbsync and imap-tools, one local Dovecot.
 
-Starts its own devserver under /tmp, seeds N messages (2-5 KB, a chosen share involving one
-of 50 customers) by MULTIAPPEND, then times, in the same run and each in a fresh process:
+Starts its own devserver under /tmp and seeds, by MULTIAPPEND, two mailboxes of N messages
+(2-5 KB; 10% and 100% of them with one of 50 customers) and ``--resync-mailboxes`` (100)
+mailboxes of 5. Then, ``--runs`` times (default 5), interleaved, each step a fresh process:
 
-- mailops full sync into a fresh DuckDB store (``sync_mailbox`` / ``sync_all``),
-- mailops no-change resync of the same mailbox(es),
-- mailops no-change resync of ``--resync-mailboxes`` mailboxes (default 100) at once,
-- mbsync (isync) mirroring the same mailbox(es) into a Maildir on the same disk,
+- full sync of the 10% and the 100% mailbox: ``mailops sync --json`` (the CLI a user runs)
+  into a fresh DuckDB store; mbsync (isync) into a fresh Maildir on the same disk (and, for
+  the 10% case, on tmpfs); imap-tools into a fresh SQLite file (bench/peers.py); the
+  IMAPClient BODY.PEEK[] floor (every message read, nothing kept);
+- no-change resync of the 10% mailbox by each (mailops, mbsync, imap-tools);
+- the 100 unchanged mailboxes by each (and mailops' ``--watch`` round with sessions kept).
 
-with peak RSS of each process (``os.wait4``). Prints a table and JSON with ratios.
+Wall time (median, min, max), CPU time (user + sys) and peak RSS (GNU time) of each; the
+ratio of mailops' median to each peer's and the issue's goal met or not. Missing peers are
+installed first (``ensure_peers``: apt for isync, pip with the lock for imap-tools).
 
-    .venv/bin/python bench/sync_bench.py                       # 10,000 messages, 10% customer
-    .venv/bin/python bench/sync_bench.py --customer-share 1.0 -n 10000 --runs 3
-    .venv/bin/python bench/sync_bench.py --profile              # cProfile of the full sync
+    .venv/bin/python bench/sync_bench.py                  # 10,000 messages, 5 runs
+    .venv/bin/python bench/sync_bench.py -n 2000 --runs 1 --resync-mailboxes 10
+    .venv/bin/python bench/sync_bench.py --profile        # + cProfile of one full sync
 
-The "sessions kept" row is the ``--watch`` scheduler's case: the second of two rounds in one
-process, whose sessions stayed logged in (``SessionPool``); its wall time includes the
-first round and the start-up, so read its in-process column.
+``make bench`` (bench/run.py) runs this and bench/report_bench.py and writes
+bench/results/latest.json and latest.md; bench/readme.py puts the table into README.md.
 """
 
 from __future__ import annotations
@@ -198,19 +202,24 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS MB and stdout of CMD, a fresh process (GNU time reports the RSS:
-    measuring from this big Python parent would count its pages in the forked child)."""
+def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Wall seconds, peak RSS MB, CPU seconds (user + sys) and stdout of CMD in a fresh
+    process. GNU time reports RSS and CPU: measured from this big Python parent, the forked
+    child's pages would count."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss_file:
-        full = ["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *cmd] if TIME else cmd
+        full = ["/usr/bin/time", "-f", "%M %U %S", "-o", rss_file.name, *cmd] if TIME else cmd
         t0 = time.perf_counter()
         done = subprocess.run(full, env=env, stdout=subprocess.PIPE)
         wall = time.perf_counter() - t0
         if done.returncode != 0:
-            raise SystemExit(f"{cmd[:3]} failed with {done.returncode}")
+            raise SystemExit(f"{' '.join(cmd[:4])} failed with {done.returncode}")
         text = rss_file.read().strip().splitlines()
-        peak = int(text[-1]) / 1024.0 if TIME and text else float("nan")
-    return wall, peak, done.stdout.decode()
+    out: dict[str, Any] = {"wall_s": wall, "rss_mb": None, "cpu_s": None}
+    if TIME and text:
+        kb, user, system = text[-1].split()
+        out.update(rss_mb=int(kb) / 1024.0, cpu_s=float(user) + float(system))
+    out["stdout"] = done.stdout.decode()
+    return out
 
 
 def mbsync_rc(path: Path, state, users: list[tuple[str, str]], maildir: Path) -> None:
@@ -290,54 +299,133 @@ def connect_mailbox(
     return int(mb.id)
 
 
-# -- main ------------------------------------------------------------------------------
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("-n", type=int, default=10_000, help="messages per mailbox")
-    ap.add_argument("--customer-share", type=float, default=0.1)
-    ap.add_argument("--mailboxes", type=int, default=1, help="mailboxes of N messages each")
-    ap.add_argument("--resync-mailboxes", type=int, default=100, help="for the no-change test")
-    ap.add_argument("--runs", type=int, default=1, help="repeat the timed steps; medians")
-    ap.add_argument("--json", dest="json_out", help="also write the JSON here")
-    ap.add_argument("--profile", action="store_true", help="cProfile the full sync (stderr)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
-    ap.add_argument("--no-mbsync", action="store_true", help="mailops only (e.g. RSS at 100k)")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--db", help=argparse.SUPPRESS)
-    ap.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.worker:
-        worker(args)
-        return
+# -- the run ---------------------------------------------------------------------------
+MAILOPS = "mailops"
+MBSYNC = "mbsync"
+IMAP_TOOLS = "imap-tools"
+FLOOR = "IMAPClient BODY.PEEK[] floor"
+MBSYNC_TMPFS = "mbsync, Maildir on tmpfs (no fsync)"
+WARM = "mailops, sessions kept (--watch)"
+#: the peers the goals name; mailops' ratio to each is printed
+PEERS = (MBSYNC, IMAP_TOOLS, FLOOR)
 
+#: case id -> (title, goal text, goal): {"ratio": {peer: at most}} or {"max_s": seconds}
+CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "full_10": (
+        "full sync, {n:,} messages, 10% customer mail",
+        "≤ 0.25× mbsync and ≤ 0.25× imap-tools",
+        {"ratio": {MBSYNC: 0.25, IMAP_TOOLS: 0.25}},
+    ),
+    "full_100": (
+        "full sync, {n:,} messages, 100% customer mail",
+        "≤ 0.5× mbsync",
+        {"ratio": {MBSYNC: 0.5}},
+    ),
+    "resync": ("no-change resync, fresh process", "≤ 0.15 s", {"max_s": 0.15}),
+    "many": (
+        "{m} unchanged mailboxes, fresh process",
+        "≤ 1.0 s",
+        {"max_s": 1.0},
+    ),
+}
+
+
+def versions() -> dict[str, str]:
+    import duckdb
+
+    done = subprocess.run(["mbsync", "--version"], capture_output=True, text=True)
+    out = {
+        "python": sys.version.split()[0],
+        "duckdb": duckdb.__version__,
+        "mbsync": (done.stdout or done.stderr).strip(),
+    }
+    try:
+        from importlib.metadata import version
+
+        out["imap-tools"] = version("imap-tools")
+        out["imapclient"] = version("imapclient")
+    except Exception:  # noqa: BLE001 - a version is only a label here
+        pass
+    return out
+
+
+def ensure_peers() -> None:
+    """Install what the benchmark compares against when it is missing: mbsync (Debian package
+    isync, through scripts/install-system-deps.sh: apt as root) and imap-tools (PyPI, the
+    version the lock pins, into this interpreter's environment)."""
+    if not shutil.which("mbsync"):
+        print("mbsync is missing: installing the Debian package isync", file=sys.stderr)
+        subprocess.run([str(ROOT / "scripts" / "install-system-deps.sh"), "isync"], check=True)
+    try:
+        import imap_tools  # noqa: F401
+    except ImportError:
+        print("imap-tools is missing: installing it (constraints.txt)", file=sys.stderr)
+        lock = ROOT / "constraints.txt"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "-c", str(lock), "imap-tools"],
+            check=True,
+        )
+
+
+def summary_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    walls = [r["wall_s"] for r in rows]
+    cpus = [r["cpu_s"] for r in rows if r.get("cpu_s") is not None]
+    rss = [r["rss_mb"] for r in rows if r.get("rss_mb") is not None]
+    inproc = [r["in_process_s"] for r in rows if r.get("in_process_s") is not None]
+    return {
+        "median_s": statistics.median(walls),
+        "min_s": min(walls),
+        "max_s": max(walls),
+        "cpu_s": statistics.median(cpus) if cpus else None,
+        "rss_mb": max(rss) if rss else None,
+        "in_process_s": statistics.median(inproc) if inproc else None,
+        "runs": rows,
+    }
+
+
+def judge(case: str, tools: dict[str, dict[str, Any]]) -> tuple[dict[str, float], bool | None]:
+    """mailops' ratio to each peer (medians of wall time) and whether the goal is met."""
+    ours = tools.get(MAILOPS)
+    if ours is None:
+        return {}, None
+    ratios = {
+        t: ours["median_s"] / tools[t]["median_s"]
+        for t in PEERS
+        if t in tools and tools[t]["median_s"] > 0
+    }
+    goal = CASES[case][2]
+    if "max_s" in goal:
+        return ratios, ours["median_s"] <= goal["max_s"]
+    if not all(t in ratios for t in goal["ratio"]):
+        return ratios, None
+    return ratios, all(ratios[t] <= limit for t, limit in goal["ratio"].items())
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every case, ARGS.runs times, interleaved; the samples, summaries, ratios and verdicts."""
     sys.path.insert(0, str(ROOT))
     from mailops.config import Settings
     from mailops.dev.devserver import DevServer
     from mailops.store import Store
 
-    if not shutil.which("mbsync"):
-        raise SystemExit("mbsync is not installed: apt-get install -y isync")
+    ensure_peers()
     tmp = Path(tempfile.mkdtemp(prefix="mailops-bench-", dir="/tmp"))
     os.chmod(tmp, 0o755)
-    big = [(f"big{i}@bench.example", f"pw-big{i}") for i in range(args.mailboxes)]
+    u10 = ("full10@bench.example", "pw-full10")
+    u100 = ("full100@bench.example", "pw-full100")
     small = [(f"small{i}@bench.example", f"pw-small{i}") for i in range(args.resync_mailboxes)]
-    server = DevServer(str(tmp / "server"), users=dict(big + small))
+    server = DevServer(str(tmp / "server"), users=dict([u10, u100, *small]))
     env = dict(
         os.environ, MAILOPS_KEYRING="0", MAILOPS_SECRET_KEY="bench-secret-key", PYTHONPATH=str(ROOT)
     )
     os.environ.update(MAILOPS_KEYRING="0", MAILOPS_SECRET_KEY="bench-secret-key")
     customers = [f"customer{k}@buyers.example" for k in range(50)]
-    results: dict[str, list[float]] = {}
-    rss: dict[str, list[float]] = {}
-    detail: dict[str, dict] = {}
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {c: {} for c in CASES}
 
-    def record(name: str, wall: float, peak: float, out: str = "") -> None:
-        results.setdefault(name, []).append(wall)
-        rss.setdefault(name, []).append(peak)
-        if out.strip():
-            detail[name] = json.loads(out.strip().splitlines()[-1])
+    def record(case: str, tool: str, m: dict[str, Any], in_process: float | None = None) -> None:
+        row = {k: m[k] for k in ("wall_s", "rss_mb", "cpu_s")}
+        row["in_process_s"] = in_process
+        samples[case].setdefault(tool, []).append(row)
 
     def new_store(name: str, users: list[tuple[str, str]]) -> str:
         db = tmp / f"{name}.duckdb"
@@ -359,126 +447,181 @@ def main() -> None:
         for address, password in users:
             connect_mailbox(store, settings, state, address, password, connected_at=now)
         store.close()
-        env["MAILOPS_SECRETS_DIR"] = str(tmp / f"{name}.secrets")
         return str(db)
 
+    def mailops(db: str, expect: int | None = None) -> tuple[dict[str, Any], float]:
+        """`mailops sync --json` as a user runs it: a fresh process, the CLI's own imports."""
+        run_env = dict(env, MAILOPS_SECRETS_DIR=db.removesuffix(".duckdb") + ".secrets")
+        cmd = [sys.executable, "-m", "mailops.cli", "--db", db, "sync", "--json"]
+        m = run_measured(cmd, run_env)
+        out = json.loads(m["stdout"])
+        summary = out["summary"]
+        if summary["failed"] or summary["exit_code"]:
+            raise SystemExit(f"mailops sync failed: {summary}")
+        if expect is not None and summary["examined"] != expect:
+            raise SystemExit(f"mailops examined {summary['examined']}, expected {expect}")
+        return m, max((r["duration_s"] for r in out["mailboxes"]), default=0.0)
+
+    def peer(kind: str, users: list[tuple[str, str]], db: Path, expect: int) -> dict[str, Any]:
+        spec = tmp / f"{db.name}.json"
+        spec.write_text(
+            json.dumps(
+                {
+                    "host": "127.0.0.1",
+                    "port": state.imaps_port,
+                    "ca_file": state.ca_file,
+                    "users": users,
+                    "db": str(db),
+                }
+            )
+        )
+        m = run_measured([sys.executable, str(HERE / "peers.py"), kind, str(spec)], env)
+        m["out"] = json.loads(m["stdout"].strip().splitlines()[-1])
+        if m["out"]["fetched"] != expect:
+            raise SystemExit(f"{kind} fetched {m['out']['fetched']}, expected {expect}")
+        return m
+
+    def mbsync(rc: Path) -> dict[str, Any]:
+        return run_measured(["mbsync", "-c", str(rc), "-a", "-q"], env)
+
+    def settle() -> None:
+        """Before every no-change step: a resync comes minutes after the last sync, not in
+        the same second. mbsync sleeps until the clock ticks when its Maildir changed in the
+        current second (1.05 s of its 1.06 s resync right after the full sync, 0.02 s CPU)."""
+        time.sleep(1.2)
+
     worker_cmd = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+    load_before = os.getloadavg()
+    started = datetime.now(UTC)
     try:
         state = server.start()
         t = time.perf_counter()
-        for k, (address, password) in enumerate(big):
-            seed(state, address, password, args.n, args.customer_share, customers, 1000 + k)
+        seed(state, *u10, args.n, 0.1, customers, 1000)
+        seed(state, *u100, args.n, 1.0, customers, 2000)
         for k, (address, password) in enumerate(small):
             seed(state, address, password, 5, 0.4, customers, 5000 + k)
         seed_s = time.perf_counter() - t
         print(
-            f"seeded {args.mailboxes} x {args.n} + {len(small)} x 5 messages in {seed_s:.1f}s",
-            file=sys.stderr,
+            f"seeded 2 x {args.n:,} + {len(small)} x 5 messages in {seed_s:.1f}s", file=sys.stderr
         )
+        if args.profile:  # cProfile of one full sync on stderr, not timed
+            db = new_store("profile", [u10])
+            run_env = dict(env, MAILOPS_SECRETS_DIR=str(tmp / "profile.secrets"))
+            subprocess.run([*worker_cmd, "--db", db, "--profile"], env=run_env, check=True)
 
-        for run in range(args.runs):
-            db = new_store("full", big)
-            extra = ["--profile"] if args.profile and run == 0 else []
-            record("mailops full sync", *run_measured([*worker_cmd, "--db", db, *extra], env))
-            record("mailops no-change resync", *run_measured([*worker_cmd, "--db", db], env))
+        # the many-mailbox stores: first syncs once, not timed
+        many_db = new_store("many", small)
+        mailops(many_db)
+        rc_many = tmp / "mbsyncrc-many"
+        mbsync_rc(rc_many, state, small, tmp / "maildir-many")
+        mbsync(rc_many)
+        it_many = tmp / "many.sqlite"
+        peer("imap-tools", small, it_many, 5 * len(small))
 
-            if args.no_mbsync:
-                continue
-            maildir = tmp / f"maildir-{run}"
-            shutil.rmtree(maildir, ignore_errors=True)
-            maildir.mkdir()
-            rc = tmp / "mbsyncrc"
-            mbsync_rc(rc, state, big, maildir)
-            record("mbsync full", *run_measured(["mbsync", "-c", str(rc), "-a", "-q"], env))
-            record("mbsync no-change", *run_measured(["mbsync", "-c", str(rc), "-a", "-q"], env))
-            if Path("/dev/shm").is_dir():  # the C client's floor: no fsync cost
-                shm = Path(tempfile.mkdtemp(prefix="mailops-bench-", dir="/dev/shm"))
-                try:
-                    rc_shm = tmp / "mbsyncrc-shm"
-                    mbsync_rc(rc_shm, state, big, shm)
-                    record(
-                        "mbsync full, Maildir on tmpfs",
-                        *run_measured(["mbsync", "-c", str(rc_shm), "-a", "-q"], env),
-                    )
-                finally:
-                    shutil.rmtree(shm, ignore_errors=True)
-
-            if small:
-                db100 = new_store("many", small)
-                run_measured([*worker_cmd, "--db", db100], env)  # first sync, not timed
-                name = f"mailops no-change resync, {len(small)} mailboxes"
-                record(name, *run_measured([*worker_cmd, "--db", db100], env))
-                record(
-                    f"mailops no-change resync, {len(small)} mailboxes, sessions kept (--watch)",
-                    *run_measured([*worker_cmd, "--db", db100, "--warm"], env),
-                )
-                rc100 = tmp / "mbsyncrc100"
-                md100 = tmp / f"maildir100-{run}"
-                shutil.rmtree(md100, ignore_errors=True)
-                md100.mkdir()
-                mbsync_rc(rc100, state, small, md100)
-                run_measured(["mbsync", "-c", str(rc100), "-a", "-q"], env)
-                record(
-                    f"mbsync no-change, {len(small)} mailboxes",
-                    *run_measured(["mbsync", "-c", str(rc100), "-a", "-q"], env),
-                )
+        for run_no in range(args.runs):
+            print(f"run {run_no + 1} of {args.runs}", file=sys.stderr)
+            for case, user in (("full_10", u10), ("full_100", u100)):
+                db = new_store(case, [user])
+                m, inproc = mailops(db, expect=args.n)
+                record(case, MAILOPS, m, inproc)
+                if case == "full_10":
+                    settle()
+                    m, inproc = mailops(db, expect=0)
+                    record("resync", MAILOPS, m, inproc)
+                maildir = tmp / f"maildir-{case}"
+                shutil.rmtree(maildir, ignore_errors=True)
+                maildir.mkdir()
+                rc = tmp / f"mbsyncrc-{case}"
+                mbsync_rc(rc, state, [user], maildir)
+                record(case, MBSYNC, mbsync(rc))
+                if case == "full_10":
+                    settle()
+                    record("resync", MBSYNC, mbsync(rc))
+                    if Path("/dev/shm").is_dir():  # the C client's floor: no fsync cost
+                        shm = Path(tempfile.mkdtemp(prefix="mailops-bench-", dir="/dev/shm"))
+                        try:
+                            rc_shm = tmp / "mbsyncrc-shm"
+                            mbsync_rc(rc_shm, state, [user], shm)
+                            record(case, MBSYNC_TMPFS, mbsync(rc_shm))
+                        finally:
+                            shutil.rmtree(shm, ignore_errors=True)
+                it_db = tmp / f"{case}.sqlite"
+                it_db.unlink(missing_ok=True)
+                m = peer("imap-tools", [user], it_db, args.n)
+                record(case, IMAP_TOOLS, m, m["out"]["sync_s"])
+                if case == "full_10":
+                    settle()
+                    m = peer("imap-tools", [user], it_db, 0)
+                    record("resync", IMAP_TOOLS, m, m["out"]["sync_s"])
+                m = peer("floor", [user], tmp / "floor", args.n)
+                record(case, FLOOR, m, m["out"]["sync_s"])
+            # many unchanged mailboxes, each tool in a fresh process
+            settle()
+            m, _ = mailops(many_db, expect=0)
+            record("many", MAILOPS, m)
+            run_env = dict(env, MAILOPS_SECRETS_DIR=str(tmp / "many.secrets"))
+            m = run_measured([*worker_cmd, "--db", many_db, "--warm"], run_env)
+            record("many", WARM, m, json.loads(m["stdout"].strip().splitlines()[-1])["sync_s"])
+            record("many", MBSYNC, mbsync(rc_many))
+            m = peer("imap-tools", small, it_many, 0)
+            record("many", IMAP_TOOLS, m, m["out"]["sync_s"])
     finally:
         server.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    med = {k: statistics.median(v) for k, v in results.items()}
-    peak = {k: max(v) for k, v in rss.items()}
-    mb_full = med.get("mbsync full", float("nan"))
-    shm_full = med.get("mbsync full, Maildir on tmpfs", float("nan"))
-    ratios = {
-        "full_vs_mbsync": med["mailops full sync"] / mb_full,
-        "full_vs_mbsync_tmpfs": med["mailops full sync"] / shm_full,
-        "full_in_process_vs_mbsync_tmpfs": detail["mailops full sync"]["sync_s"] / shm_full,
-        "resync_many_in_process_s": detail.get(
-            f"mailops no-change resync, {len(small)} mailboxes", {}
-        ).get("sync_s"),
-        "resync_many_warm_in_process_s": detail.get(
-            f"mailops no-change resync, {len(small)} mailboxes, sessions kept (--watch)", {}
-        ).get("sync_s"),
-        "full_in_process_vs_mbsync": detail["mailops full sync"]["sync_s"] / mb_full,
-    }
-    table = [
-        "| step | wall s (median) | in-process sync s | peak RSS MB | x mbsync full |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for k in med:
-        inproc = detail.get(k, {}).get("sync_s")
-        table.append(
-            f"| {k} | {med[k]:.2f} | {'' if inproc is None else f'{inproc:.2f}'} | {peak[k]:.0f} |"
-            f" {med[k] / mb_full:.2f} |"
+    cases = []
+    for case, (title, goal_text, goal) in CASES.items():
+        tools = {tool: summary_of(rows) for tool, rows in samples[case].items()}
+        ratios, met = judge(case, tools)
+        cases.append(
+            {
+                "id": case,
+                "title": title.format(n=args.n, m=len(small)),
+                "goal": goal,
+                "goal_text": goal_text,
+                "met": met,
+                "ratios": ratios,
+                "tools": tools,
+            }
         )
-    report = {
+    return {
         "n": args.n,
-        "customer_share": args.customer_share,
-        "mailboxes": args.mailboxes,
-        "resync_mailboxes": len(small),
         "runs": args.runs,
-        "wall_s": med,
-        "peak_rss_mb": peak,
-        "ratios": ratios,
-        "mailops_full": detail.get("mailops full sync"),
-        "mailops_resync_many": detail.get(f"mailops no-change resync, {len(small)} mailboxes"),
+        "resync_mailboxes": len(small),
+        "seed_s": seed_s,
+        "started": started.isoformat(timespec="seconds"),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "cores": os.cpu_count(),
+        "versions": versions(),
+        "cases": cases,
     }
-    print(
-        f"\nmailops sync benchmark: {args.mailboxes} mailbox(es) x {args.n} messages,"
-        f" {args.customer_share:.0%} customer mail, {args.runs} run(s), {os.cpu_count()} cores\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    print("\n".join(table))
-    print(
-        f"\nfull sync / mbsync: {ratios['full_vs_mbsync']:.2f} (wall, incl. Python start-up);"
-        f" {ratios['full_in_process_vs_mbsync']:.2f} (in-process sync time);"
-        f" vs mbsync into tmpfs: {ratios['full_vs_mbsync_tmpfs']:.2f} /"
-        f" {ratios['full_in_process_vs_mbsync_tmpfs']:.2f}"
-    )
-    print(json.dumps(report, indent=1, default=str))
+    ap.add_argument("-n", type=int, default=10_000, help="messages of each big mailbox")
+    ap.add_argument("--resync-mailboxes", type=int, default=100, help="for the many-mailbox case")
+    ap.add_argument("--runs", type=int, default=5, help="repeat every case; medians")
+    ap.add_argument("--json", dest="json_out", help="also write the result as JSON here")
+    ap.add_argument("--profile", action="store_true", help="cProfile one full sync (stderr)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
+    ap.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    import readme
+
+    result = run(args)
+    print(readme.render_sync(result))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=1, default=str))
+        Path(args.json_out).write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":
