@@ -63,13 +63,13 @@ def _usable(folder: str) -> bool:
     return all(os.access(os.path.join(folder, name), os.X_OK) for name in _NEEDED)
 
 
-def find_bindir(search: Sequence[str] | None = None) -> str | None:
+def find_bindir(search: Sequence[str] | None = None, *, use_env: bool = True) -> str | None:
     """The newest folder holding initdb, pg_ctl, postgres and createdb, or None.
 
-    SEARCH (folders or globs) replaces the default order: ``$MAILOPS_PG_BINDIR``, else
-    /usr/lib/postgresql/*/bin (newest version first), ``pg_config --bindir``, then the
-    folder of ``initdb`` on PATH."""
-    if search is None and os.environ.get(SEARCH_ENV):
+    SEARCH (folders or globs) replaces the default order: ``$MAILOPS_PG_BINDIR`` (unless
+    not USE_ENV), else /usr/lib/postgresql/*/bin (newest version first), ``pg_config
+    --bindir``, then the folder of ``initdb`` on PATH."""
+    if search is None and use_env and os.environ.get(SEARCH_ENV):
         search = os.environ[SEARCH_ENV].split(os.pathsep)
     explicit = search is not None
     candidates: list[str] = []
@@ -114,7 +114,8 @@ def ensure_postgres(install: bool = True, search: Sequence[str] | None = None) -
             guidance="sudo " + how,
         )
     _apt_install(POSTGRES_PACKAGES)
-    found = find_bindir(search) or find_bindir(None)
+    # where apt put it (the usual places, whatever SEARCH or $MAILOPS_PG_BINDIR said)
+    found = find_bindir(search) or find_bindir(None, use_env=False)
     if not found:
         raise DevServerError(
             "PostgreSQL still missing after apt-get install",
