@@ -6,7 +6,8 @@ per-folder engine (``generic.py``), mailops keeps the wire here and the engine i
 
 - ``sessions``: TLS, login (password / XOAUTH2), ``SessionPool``, ``session_for``.
 - ``commands``: list-with-status, status, select, search/count, fetch, append.
-- ``fetch_parser``: FETCH responses -> imapclient's shape, four regexes instead of a tokenizer.
+- ``fetch_parser``: the lean FETCH reader (straight off the socket buffer, literal-aware)
+  -> imapclient's shape; INTERNALDATE without ``strptime``.
 - ``special``: which folder is Sent / Drafts / Junk / Trash / All (flags, then names).
 """
 

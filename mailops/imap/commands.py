@@ -15,7 +15,7 @@ from typing import Any
 
 from imapclient import IMAPClient
 
-from mailops.imap.fetch_parser import parse_fetch
+from mailops.imap.fetch_parser import read_fetch
 
 __all__ = [
     "BODY_KEY",
@@ -78,21 +78,25 @@ def _untagged(client: IMAPClient, typ: str, data: list[Any], name: str) -> list[
 def fetch(
     client: IMAPClient, uids: Sequence[int], items: Sequence[bytes]
 ) -> dict[int, dict[bytes, Any]]:
-    """``UID FETCH`` with the fast parser; imapclient's own parser when it cannot cope."""
+    """``UID FETCH`` read by the lean reader (``fetch_parser.read_fetch``, straight off the
+    session's socket buffer); imapclient's own FETCH on a client without one."""
     if not uids:
         return {}
-    if getattr(client, "_imap", None) is None:
-        return dict(client.fetch(list(uids), list(items)))
-    from imapclient.response_parser import parse_fetch_response
-
+    imap = getattr(client, "_imap", None)
+    file = getattr(imap, "file", None)
+    if imap is None or file is None:
+        got = client.fetch(list(uids), list(items))
+        return {
+            int(k): {n: v for n, v in rec.items() if n not in (b"SEQ", b"UID")}
+            for k, rec in got.items()
+        }
     spec = "(" + " ".join(i.decode() for i in items) + ")"
-    typ, data = _tagged(client, "FETCH", "UID", "FETCH", uid_set(sorted(uids)), spec)
-    data = _untagged(client, typ, data, "FETCH")
+    imap._check_bye()
+    tag = imap._command("UID", "FETCH", uid_set(sorted(uids)), spec)
     try:
-        return parse_fetch(data)
-    except (ValueError, IndexError, TypeError) as e:
-        log.debug("fast FETCH parse fell back to imapclient: %s", e)
-        return dict(parse_fetch_response(data, False, True))
+        return read_fetch(file.readline, file.read, bytes(tag), untagged=imap._append_untagged)
+    finally:
+        imap.tagged_commands.pop(tag, None)
 
 
 def header_block(record: dict[bytes, Any]) -> bytes:
