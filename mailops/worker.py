@@ -15,7 +15,8 @@ One pass (``Worker.run_once``):
    given back (after the runs are recorded) and the store is released for other processes.
 
 Then it sleeps until the next mailbox is due (at most ``POLL_S``, so new mailboxes are
-noticed; at least ``MIN_WAIT_S``). SIGTERM/SIGINT (``stop()``) lets the current batch finish,
+noticed; at least ``MIN_WAIT_S``). A pass that fails as a whole (the store or the lease
+database unreachable) is logged and tried again, backing off from 5 s to ``POLL_S``. SIGTERM/SIGINT (``stop()``) lets the current batch finish,
 gives its leases back and ends the loop; a second one interrupts. A worker killed outright
 (``kill -9``) leaves its lease rows; they expire after ``lease_ttl`` and the next pass of
 another worker takes the mailboxes over. Every write of a sync is idempotent (D1), so a batch
@@ -30,14 +31,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import duckdb
+
 from mailops.config import Settings
+from mailops.errors import MailopsError
 from mailops.lease import Holder, Lease, Leases, MailboxBusy, leases_for, pg_leases
 from mailops.outcomes import SyncResult, worst
+from mailops.poison import one_line
 from mailops.store import Store
 from mailops.store import mailboxes as mailbox_store
 from mailops.store.mailboxes import Mailbox
@@ -47,7 +53,7 @@ __all__ = ["Pass", "Worker"]
 log = logging.getLogger(__name__)
 
 POLL_S = 30.0  # the longest sleep: new mailboxes (and freed ones) are noticed this often
-MIN_WAIT_S = 1.0  # the shortest: a due mailbox another worker holds is not polled hot
+MIN_WAIT_S = 5.0  # the shortest: a due mailbox another worker holds is not polled hot
 
 
 def _now() -> datetime:
@@ -122,6 +128,7 @@ class Worker:
         max_mailboxes: int | None = None,
         leases: Leases | None = None,
         on_result: Callable[[SyncResult], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
         trigger: str = "worker",
     ) -> None:
         self.store = store
@@ -138,6 +145,7 @@ class Worker:
             leases = pg_leases(str(dsn), settings.lease_ttl) if lake else leases_for(store)
         self.leases = leases
         self.on_result = on_result
+        self.on_error = on_error
         self.trigger = trigger
         self.stopping = threading.Event()
 
@@ -186,9 +194,13 @@ class Worker:
         from mailops.healing import plan
 
         now = _now()
+        held = self._held_elsewhere()  # its holder syncs it: due a cadence after that
         upcoming: list[datetime] = []
         for mb in mailbox_store.all_mailboxes(self.store, states=("connected",)):
-            upcoming.append(mb.last_sync_at + self.cadence if mb.last_sync_at else now)
+            if mb.id in held:
+                upcoming.append(now + self.cadence)
+            else:
+                upcoming.append(mb.last_sync_at + self.cadence if mb.last_sync_at else now)
         problematic = mailbox_store.all_mailboxes(self.store, states=("problematic",))
         _, skips = plan(self.store, self.settings, problematic, now=now)
         upcoming += [s.next_probe_at for s in skips if s.next_probe_at is not None]
@@ -197,12 +209,13 @@ class Worker:
         return (min(upcoming) - now).total_seconds()
 
     # -- a pass ------------------------------------------------------------------------
-    def _claim(self, candidates: list[Mailbox], n: int, report: Pass) -> dict[int, Lease]:
+    def _claim(self, candidates: deque[Mailbox], n: int, report: Pass) -> dict[int, Lease]:
         """Claim up to N of CANDIDATES (consumed from the front) by lease; each is read again
-        under its lease and given back if another worker synced it meanwhile."""
+        under its lease and given back if another worker synced it meanwhile. Stopped
+        meanwhile: the claims are given back, nothing is returned."""
         held: dict[int, Lease] = {}
         while candidates and len(held) < n and not self.stopping.is_set():
-            mb = candidates.pop(0)
+            mb = candidates.popleft()
             try:
                 lease = self.leases.acquire(mb.id)
             except MailboxBusy:
@@ -219,6 +232,10 @@ class Worker:
                 report.fresh += 1
                 continue
             held[mb.id] = lease
+        if self.stopping.is_set():
+            for lease in held.values():
+                lease.release()
+            return {}
         return held
 
     def _sync(self, held: dict[int, Lease]) -> list[SyncResult]:
@@ -237,7 +254,7 @@ class Worker:
     def run_once(self) -> Pass:
         """One pass over the due mailboxes (up to MAX_MAILBOXES), batch by batch."""
         report = Pass()
-        candidates = self.due()
+        candidates = deque(self.due())
         report.due = len(candidates)
         budget = self.max_mailboxes if self.max_mailboxes is not None else len(candidates)
         try:
@@ -283,8 +300,21 @@ class Worker:
         wait = sleep or self.stopping.wait
         deadline = time.monotonic() + seconds if seconds is not None else None
         done: list[Pass] = []
+        failures = 0
         while not self.stopping.is_set():
-            p = self.run_once()
+            try:
+                p = self.run_once()
+                failures = 0
+            except (MailopsError, duckdb.Error, OSError) as e:
+                # the store or the lease database is away: not the mailboxes' fault; the
+                # leases are given back already -- try again, backing off up to POLL_S
+                failures += 1
+                self.store.release()
+                log.error("worker pass failed (%d in a row): %s", failures, one_line(e))
+                if self.on_error is not None:
+                    self.on_error(e)
+                wait(min(POLL_S, MIN_WAIT_S * 2 ** (failures - 1)))
+                continue
             if on_pass is not None:
                 on_pass(p)
             if passes is None:

@@ -255,3 +255,46 @@ def test_D1_worker_sigterm_finishes_the_batch_and_gives_the_leases_back(
     runs = _runs(store)
     assert len(runs) == 1 and list(runs.values()) == [["ok"]]
     assert all(leases.holder(mb.id) is None for mb, _ in boxes)
+
+
+def test_D1_worker_sleeps_until_the_next_mailbox_is_due(
+    store, settings, password_mailbox, mailserver
+):
+    _mailboxes(store, password_mailbox, mailserver, 2)
+    pauses: list[float] = []
+    w = Worker(store, settings, cadence=0.25)  # 15 s
+    passes = w.run(passes=2, sleep=pauses.append)
+    assert [len(p.results) for p in passes] == [2, 0]  # the second pass: nothing due yet
+    assert len(pauses) == 1 and 5.0 <= pauses[0] <= 15.0, pauses
+    w = Worker(store, settings, cadence=60)
+    w.run(passes=2, sleep=pauses.append)
+    assert pauses[-1] == 30.0  # POLL_S: new mailboxes are noticed
+
+
+def test_D1_worker_pass_that_cannot_reach_the_lease_database_is_retried(store, settings):
+    from mailops.dev.postgres import free_port
+
+    mailboxes.insert(
+        store,
+        owner_user_id="user-1",
+        address="a@corp.test",
+        provider="generic",
+        auth_kind="password",
+        state="connected",
+    )
+    dead = PgLeases(f"postgres://postgres@127.0.0.1:{free_port()}/x", connect_timeout=1)
+    errors: list[BaseException] = []
+    pauses: list[float] = []
+    w = Worker(store, settings, leases=dead, on_error=errors.append)
+
+    def sleep(s: float) -> None:
+        pauses.append(s)
+        if len(pauses) == 3:
+            w.stop()
+
+    assert w.run(sleep=sleep) == []
+    assert pauses == [5.0, 10.0, 20.0]
+    assert len(errors) == 3 and "cannot reach the lease database" in str(errors[0])
+    with pytest.raises(Exception, match="cannot reach the lease database"):
+        w.stopping.clear()
+        w.run_once()  # --once: the error is the answer

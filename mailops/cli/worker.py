@@ -70,6 +70,11 @@ def worker_cmd(
             click.echo(r.one_line())
         sys.stdout.flush()
 
+    def pass_failed(e: BaseException) -> None:
+        from mailops.poison import one_line
+
+        click.echo(f"worker: pass failed, trying again: {one_line(e)}", err=True)
+
     w = Worker(
         store,
         ctx.settings,
@@ -77,6 +82,7 @@ def worker_cmd(
         concurrency=concurrency,
         max_mailboxes=max_mailboxes,
         on_result=show,
+        on_error=pass_failed,
     )
     kind = type(w.leases).__name__
     every = w.cadence.total_seconds() / 60
