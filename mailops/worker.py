@@ -8,8 +8,8 @@ One pass (``Worker.run_once``):
    holds right now (``PgLeases.held_ids``: one query instead of a refused claim each);
 2. in batches of CONCURRENCY: claim each by lease (S14/D1: compare-and-swap on its
    PostgreSQL row for the lake, a lock file for the embedded store) and read it again under
-   the lease -- another worker may have synced it between step 1 and the claim; then it is
-   given back untouched. A mailbox another worker claimed first is skipped;
+   the lease -- another worker may have synced it between step 1 and the claim (its last
+   sync moved); then it is given back untouched. One another worker claimed first is skipped;
 3. the engine syncs the batch (``sync.sync_all`` with the leases already held: the same
    code path as ``mailops sync``, runs, ledger and checkpoints included), the leases are
    given back (after the runs are recorded) and the store is released for other processes.
@@ -157,11 +157,14 @@ class Worker:
     def _is_due(self, mb: Mailbox, now: datetime) -> bool:
         return mb.last_sync_at is None or mb.last_sync_at <= now - self.cadence
 
-    def _still_due(self, mb: Mailbox) -> bool:
-        """Under the lease: is MB (read again) still due? Another worker may have synced or
-        probed it since the pass began."""
+    def _still_due(self, listed: Mailbox, mb: Mailbox) -> bool:
+        """Under the lease: is MB (read again; LISTED as the pass found it) still due?
+        Another worker may have synced or probed it since the pass began: then its last
+        sync moved (which also keeps ``--cadence 0`` from syncing a mailbox twice a pass)."""
         from mailops.healing import plan
 
+        if mb.last_sync_at != listed.last_sync_at or mb.state != listed.state:
+            return False
         if mb.state == "connected":
             return self._is_due(mb, _now())
         return mb.state == "problematic" and bool(plan(self.store, self.settings, [mb])[0])
@@ -223,7 +226,7 @@ class Worker:
                 continue
             try:
                 fresh = mailbox_store.get(self.store, mb.id)
-                due = self._still_due(fresh)
+                due = self._still_due(mb, fresh)
             except BaseException:
                 lease.release()
                 raise

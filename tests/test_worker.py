@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from lease_support import finish, mailops, seed
@@ -33,10 +33,11 @@ from mailops.lease import PgLeases
 from mailops.store import Store
 from mailops.worker import Worker
 db, dsn, ttl, concurrency = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+cadence = float(sys.argv[5])
 show = lambda r: print(json.dumps({"id": r.mailbox_id, "status": r.status,
                                    "examined": r.examined}), flush=True)
 w = Worker(Store(db), Settings.load(db=db), leases=PgLeases(dsn, ttl=ttl),
-           concurrency=concurrency, on_result=show)
+           concurrency=concurrency, cadence=cadence, on_result=show)
 print(json.dumps({"started": True}), flush=True)
 p = w.run_once()
 print(json.dumps({"claimed": p.claimed, "busy": p.busy, "fresh": p.fresh,
@@ -44,9 +45,11 @@ print(json.dumps({"claimed": p.claimed, "busy": p.busy, "fresh": p.fresh,
 """
 
 
-def _worker(db: str, dsn: str, ttl: float = 60.0, concurrency: int = 2) -> subprocess.Popen:
+def _worker(
+    db: str, dsn: str, ttl: float = 60.0, concurrency: int = 2, cadence: float = 15
+) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, db, dsn, str(ttl), str(concurrency)],
+        [sys.executable, "-c", WORKER, db, dsn, str(ttl), str(concurrency), str(cadence)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -128,18 +131,19 @@ def test_D1_worker_skips_what_another_worker_holds_or_just_synced(
     mine = PgLeases(pg_dsn)
     try:
         held = other.acquire(held_mb.id)  # another worker is on it
-        w = Worker(store, settings, leases=mine, concurrency=2)
+        w = Worker(store, settings, leases=mine, concurrency=2, cadence=0)
         due = w.due()
         assert [mb.id for mb in due] == [free_mb.id, late_mb.id]  # held ones left out
         # ... and one is synced elsewhere between the listing and the claim
         mailboxes.update(store, late_mb.id, last_sync_at=_utcnow())
         w.due = lambda: list(due)  # type: ignore[method-assign]  # the listing of before
-        report = w.run_once()
+        report = w.run_once()  # (also with cadence 0: its last sync moved since the listing)
         assert [r.mailbox_id for r in report.results] == [free_mb.id]
         assert (report.due, report.claimed, report.fresh, report.exit_code) == (2, 1, 1, 0)
         assert mine.held_ids() == {held_mb.id}  # its own leases are given back
         held.release()
         del w.due
+        w.cadence = timedelta(minutes=15)
         assert [r.mailbox_id for r in w.run_once().results] == [held_mb.id]
     finally:
         other.close()
