@@ -8,6 +8,10 @@ DuckDB lets one process write a file at a time; a second process that opens it w
 writer holds it gets a lock error. ``Store`` therefore (a) retries opening for
 ``busy_timeout`` seconds and (b) can ``release()`` its connection between units of work, so
 long-running writers (the sync scheduler) leave gaps for readers (reports).
+
+D1: ``Store("ducklake:postgres://user@host:port/db?data=/path")`` (or $MAILOPS_STORE) opens
+the same schema on a DuckLake instead -- many writing processes, its catalog in PostgreSQL
+(``mailops.store.lake``). The methods below are the same on both backends.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 
 from mailops.errors import StoreBusy, StoreError
 from mailops.files import private_umask, tighten
+from mailops.store import lake
 from mailops.store.migrations import MIGRATIONS, Migration
 
 if TYPE_CHECKING:
@@ -34,7 +39,8 @@ __all__ = ["Store", "open_store", "default_db_path"]
 
 
 def default_db_path() -> str:
-    return os.environ.get("MAILOPS_DB") or "mailops.duckdb"
+    """$MAILOPS_STORE (a lake, D1) or $MAILOPS_DB, else ./mailops.duckdb."""
+    return os.environ.get("MAILOPS_STORE") or os.environ.get("MAILOPS_DB") or "mailops.duckdb"
 
 
 def _is_lock_error(err: Exception) -> bool:
@@ -54,6 +60,12 @@ class Store:
         migrate: bool = True,
     ) -> None:
         self.path = str(path) if path is not None else default_db_path()
+        #: D1: the lake this store is on (None: a DuckDB file or ":memory:")
+        self.lake = lake.LakeTarget.parse(self.path) if lake.is_lake(self.path) else None
+        self.dialect = lake.Dialect() if self.lake is not None else None
+        self._write_lock = (
+            lake.WriteLock(self.lake, busy_timeout) if self.lake is not None else None
+        )
         self.read_only = read_only
         self.busy_timeout = busy_timeout
         self._conn: duckdb.DuckDBPyConnection | None = None
@@ -65,6 +77,24 @@ class Store:
             self.migrate()
 
     # -- connection -----------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """``file``, ``memory`` or ``lake`` (D1)."""
+        if self.lake is not None:
+            return "lake"
+        return "memory" if self.path == ":memory:" else "file"
+
+    @property
+    def lake_dsn(self) -> str | None:
+        """The lake's PostgreSQL catalog (for leases, D1); None off the lake."""
+        return self.lake.dsn if self.lake is not None else None
+
+    @property
+    def side_path(self) -> str:
+        """Base name of the folders that live beside the store (``.blobs``, pending runs):
+        the DuckDB file's path, or ``<data path>/mailops`` on a lake."""
+        return self.lake.side_path if self.lake is not None else self.path
+
     @property
     def conn(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:
@@ -81,7 +111,7 @@ class Store:
         if self._blobs is None:
             from mailops.store.blobs import BlobFolder
 
-            self._blobs = BlobFolder.beside(self.path)
+            self._blobs = BlobFolder.beside(self.side_path)
         return self._blobs  # type: ignore[no-any-return]
 
     @property
@@ -98,8 +128,8 @@ class Store:
         """Between units of work of a long writer: close the connection once it has been
         held MIN_HOLD seconds, so other processes (reports) get the file. DuckDB admits one
         writing process at a time; readers retry opening and get in during the gap."""
-        if self._conn is None or self._tx_depth or self.path == ":memory:":
-            return False
+        if self._conn is None or self._tx_depth or self.backend != "file":
+            return False  # a lake has no file lock to hand over
         if time.monotonic() - self._opened_at < min_hold:
             return False
         self.release()
@@ -111,6 +141,11 @@ class Store:
     busy_guidance = "a sync or report is writing; retry in a moment"
 
     def _open(self) -> duckdb.DuckDBPyConnection:
+        if self.lake is not None:
+            conn = lake.connect(self.lake, read_only=self.read_only)
+            if self.dialect is not None and not self.read_only:
+                self.dialect.load(conn)
+            return conn
         if self.path != ":memory:":
             parent = Path(self.path).resolve().parent
             if not parent.is_dir():
@@ -142,6 +177,8 @@ class Store:
         if self._conn is not None and self._tx_depth == 0:
             self._conn.close()
             self._conn = None
+        if self._write_lock is not None and self._tx_depth == 0:
+            self._write_lock.close()
 
     close = release
 
@@ -152,15 +189,31 @@ class Store:
         self.close()
 
     # -- statements -----------------------------------------------------------------
+    def _run(self, sql: str, params: Sequence[Any] | dict[str, Any] | None) -> Any:
+        """Execute one statement; on a lake, in its dialect and (a write outside a
+        transaction) in a transaction of its own, under the write lock."""
+        if self.dialect is None:
+            return self.conn.execute(sql, params or [])
+        if not self._tx_depth and lake.is_write(sql):
+            with self.transaction():
+                result = self.dialect.run(self.conn, sql, params)
+                return result if isinstance(result, list) else result.fetchall()
+        return self.dialect.run(self.conn, sql, params)
+
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         """Run a SELECT and return a DataFrame."""
-        return self.conn.execute(sql, params or []).df()
+        result = self._run(sql, params)
+        if isinstance(result, list):
+            return pd.DataFrame(result)
+        return result.df()
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple]:
-        return self.conn.execute(sql, params or []).fetchall()
+        result = self._run(sql, params)
+        return result if isinstance(result, list) else result.fetchall()
 
     def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
-        row = self.conn.execute(sql, params or []).fetchone()
+        result = self._run(sql, params)
+        row = (result[0] if result else None) if isinstance(result, list) else result.fetchone()
         return None if row is None else row[0]
 
     def setting(self, name: str) -> Any:
@@ -168,11 +221,17 @@ class Store:
         return self.scalar("SELECT current_setting(?)", [name])
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> None:
-        self.conn.execute(sql, params or [])
+        self._run(sql, params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
+        if not rows:
+            return
+        if self.dialect is None:
             self.conn.executemany(sql, rows)
+            return
+        with self.transaction():
+            for row in rows:  # RETURNING and MERGE are per row on the lake
+                self.dialect.run(self.conn, sql, row)
 
     def insert_df(self, table: str, df: pd.DataFrame, *, on_conflict: str = "") -> int:
         """Bulk insert a DataFrame whose columns are a subset of ``table``'s (fast path)."""
@@ -182,9 +241,7 @@ class Store:
         cols = ", ".join(f'"{c}"' for c in df.columns)
         self.conn.register(name, df)
         try:
-            self.conn.execute(
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name} {on_conflict}"
-            )
+            self.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name} {on_conflict}")
         finally:
             self.conn.unregister(name)
         return len(df)
@@ -200,23 +257,33 @@ class Store:
                 self._tx_depth -= 1
             return
         conn = self.conn
-        conn.execute("BEGIN TRANSACTION")
-        self._tx_depth = 1
+        if self._write_lock is not None:  # D1: one committer at a time on the lake
+            self._write_lock.acquire()
         try:
-            yield self
-        except BaseException:
-            self._tx_depth = 0
+            if self.dialect is not None:
+                self.dialect.reseed(conn)
+            conn.execute("BEGIN TRANSACTION")
+            self._tx_depth = 1
             try:
-                conn.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            raise
-        else:
-            self._tx_depth = 0
-            try:
-                conn.execute("COMMIT")
-            except duckdb.Error as e:
-                raise StoreError(f"could not commit to {self.path}: {e}") from None
+                yield self
+            except BaseException:
+                self._tx_depth = 0
+                try:
+                    conn.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+            else:
+                self._tx_depth = 0
+                try:
+                    conn.execute("COMMIT")
+                except duckdb.Error as e:
+                    raise StoreError(f"could not commit to {self.path}: {e}") from None
+                if self.dialect is not None:
+                    self.dialect.committed(conn)
+        finally:
+            if self._write_lock is not None:
+                self._write_lock.release()
 
     # -- migrations -----------------------------------------------------------------
     def _ensure_migrations_table(self) -> None:
@@ -227,6 +294,15 @@ class Store:
         )
 
     def applied(self) -> list[str]:
+        if self.lake is not None:
+            exists = self.scalar(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ?"
+                " AND table_name = 'schema_migrations'",
+                [lake.ALIAS],
+            )
+            if not exists:
+                return []
+            return [r[0] for r in self.rows("SELECT name FROM schema_migrations ORDER BY name")]
         if self.read_only:
             exists = self.scalar(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
@@ -243,6 +319,8 @@ class Store:
 
     def migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
         """Apply every pending migration, each in its own transaction; return their names."""
+        if self.lake is not None:
+            return lake.migrate(self, migrations)
         names = []
         for m in self.pending(migrations):
             try:

@@ -99,7 +99,7 @@ def _insert(
     cols = ", ".join(f'"{c}"' for c in data.column_names)
     store.conn.register(name, data)
     try:
-        store.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name} {conflict}")
+        store.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name} {conflict}")
     finally:
         store.conn.unregister(name)
     return data.num_rows

@@ -397,7 +397,7 @@ def add_ledger(store: Store, rows: Sequence[LedgerRow]) -> int:
     store.conn.register(name, t)
     try:
         cols = ", ".join(t.column_names)
-        store.conn.execute(f"INSERT INTO audit_ledger ({cols}) SELECT {cols} FROM {name}")
+        store.execute(f"INSERT INTO audit_ledger ({cols}) SELECT {cols} FROM {name}")
     finally:
         store.conn.unregister(name)
     return len(rows)
@@ -716,7 +716,7 @@ def count_failed_run(store: Store, mailbox_id: int) -> int:
 
 # -- failed runs the store could not record (full disk): replayed at the next start -------
 def pending_runs_path(store: Store) -> Path | None:
-    return None if store.path == ":memory:" else Path(f"{store.path}.pending-runs.jsonl")
+    return None if store.path == ":memory:" else Path(f"{store.side_path}.pending-runs.jsonl")
 
 
 def save_pending_runs(store: Store, rows: Sequence[dict[str, Any]], error: str) -> bool:

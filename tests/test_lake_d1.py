@@ -1,0 +1,152 @@
+"""D1: the store on a DuckLake (catalog in a real PostgreSQL, data in Parquet files)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailops.errors import StoreError
+from mailops.store import Store
+from mailops.store.lake import Dialect, LakeTarget
+from mailops.sync import sync_all
+from tests.conftest import add_password_mailbox
+from tests.lake_support import deliver, holdings, seed_company
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[str]:
+    """A throwaway PostgreSQL on 127.0.0.1 (stand-in until the project fixture lands)."""
+    import socket
+
+    root = tempfile.mkdtemp(prefix="mailops-pg-")
+    shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def su(cmd: str) -> None:
+        subprocess.run(["su", "postgres", "-c", cmd], check=True, capture_output=True)
+
+    su(f"{PG_BIN}/initdb -D {root}/data -A trust -U postgres")
+    su(
+        f"{PG_BIN}/pg_ctl -D {root}/data -l {root}/log -w -o "
+        f"'-p {port} -k {root} -c listen_addresses=127.0.0.1' start"
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        su(f"{PG_BIN}/pg_ctl -D {root}/data -m immediate stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_n = iter(range(10_000))
+
+
+@pytest.fixture
+def lake_spec(pg: str, tmp_path: Path) -> str:
+    db = f"lake{next(_n)}"
+    subprocess.run(
+        ["psql", f"{pg}/postgres", "-qc", f"CREATE DATABASE {db}"], check=True, capture_output=True
+    )
+    return f"ducklake:{pg}/{db}?data={tmp_path / 'lake-data'}"
+
+
+def test_D1_lake_address_parsed_and_password_refused(tmp_path: Path) -> None:
+    t = LakeTarget.parse(f"ducklake:postgres://svc@db.internal:6543/crm?data={tmp_path}")
+    assert (t.host, t.port, t.dbname, t.user) == ("db.internal", 6543, "crm", "svc")
+    assert t.dsn == "postgresql://svc@db.internal:6543/crm"
+    with pytest.raises(StoreError, match="password"):
+        LakeTarget.parse("ducklake:postgres://svc:hunter2@db/crm?data=/x")
+    os.environ.pop("MAILOPS_LAKE_DATA", None)
+    with pytest.raises(StoreError, match="data folder"):
+        LakeTarget.parse("ducklake:postgres://svc@db/crm")
+
+
+def test_D1_on_conflict_becomes_merge_on_the_declared_keys() -> None:
+    d = Dialect(keys={"notifications": [["user_id", "message_id"]]})
+    sql = d.translate(
+        "INSERT INTO folder_failures (mailbox_id, folder, consecutive) VALUES (?, ?, 1)"
+        " ON CONFLICT (mailbox_id, folder) DO UPDATE SET"
+        " consecutive = folder_failures.consecutive + 1"
+    )
+    assert sql.startswith("MERGE INTO folder_failures USING")
+    assert '(folder_failures."mailbox_id" = excluded."mailbox_id"' in sql
+    assert "WHEN MATCHED THEN UPDATE SET consecutive = folder_failures.consecutive + 1" in sql
+    plain = d.translate(
+        "INSERT INTO notifications (user_id, message_id, reason) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING"
+    )
+    assert '(notifications."user_id" = excluded."user_id"' in plain
+    assert "WHEN MATCHED" not in plain
+    assert d.translate("SELECT 1") == "SELECT 1"
+    with pytest.raises(StoreError, match="no key"):
+        d.translate("INSERT INTO t (a) VALUES (1) ON CONFLICT DO NOTHING")
+
+
+def test_D1_lake_store_migrates_upserts_and_numbers(lake_spec: str) -> None:
+    with Store(lake_spec) as s:
+        assert s.backend == "lake"
+        assert s.pending() == []
+        s.execute("INSERT INTO users (id, email) VALUES ('u1', 'a@x.test')")
+        for _ in range(2):  # a retried write stores nothing twice
+            s.execute(
+                "INSERT INTO company_policy (key, value, set_by, set_at) VALUES (?, ?, ?, now())"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                ["visibility", "team", "u1"],
+            )
+        assert s.rows("SELECT key, value FROM company_policy") == [("visibility", "team")]
+        from mailops.store import mailboxes
+
+        a = mailboxes.insert(
+            s, owner_user_id="u1", address="a@x.test", provider="generic", auth_kind="password"
+        )
+        with Store(lake_spec) as other:  # another writer's ids continue after ours
+            b = mailboxes.insert(
+                other,
+                owner_user_id="u1",
+                address="b@x.test",
+                provider="generic",
+                auth_kind="password",
+            )
+        c = mailboxes.insert(
+            s, owner_user_id="u1", address="c@x.test", provider="generic", auth_kind="password"
+        )
+        assert a.id < b.id < c.id
+    with Store(lake_spec) as again:  # reopened: nothing to migrate
+        assert again.migrate() == []
+
+
+def test_D1_sync_into_lake_equals_embedded(
+    lake_spec: str, mailserver, settings, tmp_path: Path
+) -> None:
+    accounts = [mailserver.new_user() for _ in range(3)]
+    deliver(mailserver, accounts, customers=5, per_box=6)
+    results = {}
+    for name, spec in (("file", str(tmp_path / "embedded.duckdb")), ("lake", lake_spec)):
+        with Store(spec) as s:
+            seed_company(s, 5)
+            for address, password in accounts:
+                add_password_mailbox(s, settings, mailserver, address, password)
+            out = sync_all(s, settings)
+            assert [r.status for r in out] == ["ok"] * 3, out
+            again = sync_all(s, settings)  # a second sync stores nothing
+            assert sum(r.stored for r in again) == 0
+            results[name] = holdings(s)
+    assert results["lake"] == results["file"], _diff(results["lake"], results["file"])
+    assert len(results["lake"]["messages"]) >= 18
+
+
+def _diff(a: dict, b: dict) -> str:
+    out = []
+    for k in a:
+        sa, sb = set(a[k]), set(b[k])
+        out.append(f"{k}: only lake {sorted(sa - sb)[:5]} only file {sorted(sb - sa)[:5]}")
+    return "\n".join(out)
