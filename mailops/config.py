@@ -64,7 +64,13 @@ class Settings:
 
     @property
     def secrets_path(self) -> Path:
-        return Path(self.secrets_dir or f"{self.db}.secrets")
+        if self.secrets_dir:
+            return Path(self.secrets_dir)
+        if self.db.startswith("ducklake:"):  # D1: beside the lake's data, which workers share
+            from mailops.store.lake import LakeTarget
+
+            return Path(f"{LakeTarget.parse(self.db).side_path}.secrets")
+        return Path(f"{self.db}.secrets")
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
@@ -79,6 +85,8 @@ class Settings:
             env = os.environ.get(f"MAILOPS_{f.name.upper()}")
             if env is not None and env != "":
                 values[f.name] = env
+        if os.environ.get("MAILOPS_STORE"):  # D1: the store selector wins over MAILOPS_DB
+            values["db"] = os.environ["MAILOPS_STORE"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name: f for f in fields(cls)}
         unknown = set(values) - set(known)

@@ -169,7 +169,8 @@ def _kernel_env(settings: Settings) -> Iterator[None]:
     """The kernel subprocess inherits os.environ: point it at this store (absolute path)."""
     saved = {k: os.environ.get(k) for k in ("MAILOPS_DB", "MPLBACKEND")}
     db = settings.db
-    os.environ["MAILOPS_DB"] = db if db == ":memory:" else str(Path(db).resolve())
+    keep = db == ":memory:" or db.startswith("ducklake:")  # D1: a lake address as it is
+    os.environ["MAILOPS_DB"] = db if keep else str(Path(db).resolve())
     os.environ["MPLBACKEND"] = "Agg"
     try:
         yield
@@ -224,11 +225,11 @@ def render_html(ipynb: Path, html: Path | None = None, *, show_code: bool = Fals
 
 def _migrate(settings: Settings) -> None:
     """The kernel reads the store read-only, so apply pending migrations first."""
-    from mailops.store import Store
+    from mailops.store import Store, store_exists
 
     if settings.db == ":memory:":
         raise ReportError("reports need a store file, not :memory:")
-    if not Path(settings.db).exists():
+    if not store_exists(settings.db):
         raise ReportError(
             f"no store at {settings.db}", guidance="run `mailops db migrate` or a sync first"
         )

@@ -150,3 +150,36 @@ def _diff(a: dict, b: dict) -> str:
         sa, sb = set(a[k]), set(b[k])
         out.append(f"{k}: only lake {sorted(sa - sb)[:5]} only file {sorted(sb - sa)[:5]}")
     return "\n".join(out)
+
+
+def test_D1_readers_run_unchanged_on_the_lake(
+    lake_spec: str, mailserver, settings, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """stats, audit, explain, db status and the report notebooks, pointed at the lake."""
+    import json
+
+    from mailops.cli import main
+
+    accounts = [mailserver.new_user() for _ in range(2)]
+    deliver(mailserver, accounts, customers=4, per_box=4)
+    with Store(lake_spec) as s:
+        seed_company(s, 4)
+        for address, password in accounts:
+            add_password_mailbox(s, settings, mailserver, address, password)
+        assert {r.status for r in sync_all(s, settings)} == {"ok"}
+    monkeypatch.setenv("MAILOPS_STORE", lake_spec)
+    capsys.readouterr()
+    assert main(["stats", "activity", "--by", "customer", "--days", "0", "--json"]) == 0
+    assert sum(r["inbound"] for r in json.loads(capsys.readouterr().out)) >= 8
+    assert main(["audit", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) >= 8
+    assert main(["explain", "--message-id", "box0-1@buyer.test"]) == 0
+    assert "In the CRM" in capsys.readouterr().out
+    assert main(["db", "status"]) == 0
+    assert "lake" in capsys.readouterr().out
+    reports = tmp_path / "reports"
+    for name in ("sync_audit", "activity_report"):
+        assert main(["report", name, "--reports-dir", str(reports)]) == 0, name
+    html = list(reports.rglob("*.html"))
+    assert len(html) == 2
+    assert lake_spec.split("?")[0].split("@")[0] not in "".join(p.read_text() for p in html)

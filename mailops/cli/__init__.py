@@ -58,7 +58,10 @@ HOOKS = Hooks()
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--db", envvar="MAILOPS_DB", help="DuckDB file (default ./mailops.duckdb, or $MAILOPS_DB)."
+    "--db",
+    envvar=["MAILOPS_STORE", "MAILOPS_DB"],
+    help="DuckDB file (default ./mailops.duckdb, or $MAILOPS_DB), or a lake (D1):"
+    " ducklake:postgres://user@host:port/db?data=/path (or $MAILOPS_STORE).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="mailops")

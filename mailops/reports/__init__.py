@@ -24,7 +24,7 @@ import pandas as pd
 
 from mailops.errors import ReportError
 from mailops.permissions import SYSTEM, Access, Viewer, scope_for, visible
-from mailops.store import Store
+from mailops.store import Store, store_exists
 
 __all__ = [
     "GLUE_ROWS",
@@ -58,6 +58,14 @@ class ReadStore(Store):
     retry_delays = (0.005, 0.005)
     busy_guidance = "a sync is writing and did not let go; retry later"
 
+    def release(self) -> None:
+        """Let go of the file after each query; a lake (D1) has no file to hand over, and
+        its session (extensions, catalog) is worth keeping."""
+        if self.lake is None:
+            super().release()
+
+    close = Store.release
+
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         try:
             return super().query(sql, params)
@@ -82,7 +90,7 @@ def open_reader(db: str | os.PathLike[str] | None = None) -> ReadStore:
     from mailops.config import Settings
 
     path = str(db) if db else Settings.load().db
-    if path != ":memory:" and not Path(path).exists():
+    if not store_exists(path):
         raise ReportError(
             f"no store at {path}", guidance="run `mailops db migrate` or a sync first"
         )

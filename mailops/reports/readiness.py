@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mailops.reports import Scope, open_reader, where
+from mailops.store import store_exists
 
 __all__ = ["Gap", "Readiness", "check", "for_user"]
 
@@ -159,7 +160,7 @@ def check(scope: Scope, needs: Sequence[str] = ("mailboxes", "sync")) -> Readine
 def for_user(db: str | os.PathLike[str], user_id: str, needs: Sequence[str] = ()) -> Readiness:
     """For the interactive notebooks: is there a store, is USER_ID in the directory, and
     (NEEDS ``mailbox`` / ``customers``) has he a connected mailbox, are there customers."""
-    if str(db) != ":memory:" and not Path(db).exists():
+    if not store_exists(db):
         return Readiness(
             [
                 Gap(

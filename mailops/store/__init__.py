@@ -35,12 +35,19 @@ from mailops.store.migrations import MIGRATIONS, Migration
 if TYPE_CHECKING:
     from mailops.store.blobs import BlobFolder
 
-__all__ = ["Store", "open_store", "default_db_path"]
+__all__ = ["Store", "open_store", "default_db_path", "store_exists"]
 
 
 def default_db_path() -> str:
     """$MAILOPS_STORE (a lake, D1) or $MAILOPS_DB, else ./mailops.duckdb."""
     return os.environ.get("MAILOPS_STORE") or os.environ.get("MAILOPS_DB") or "mailops.duckdb"
+
+
+def store_exists(spec: str | os.PathLike[str]) -> bool:
+    """Is there a store at SPEC? A file must exist; ``:memory:`` and a lake (D1: its
+    catalog answers when opened) count as there."""
+    spec = str(spec)
+    return spec == ":memory:" or lake.is_lake(spec) or Path(spec).exists()
 
 
 def _is_lock_error(err: Exception) -> bool:
