@@ -12,7 +12,10 @@ the address (its sha256) so no later sync (``match.decide`` skips with ``erased`
 headers, before any body is fetched) or directory import brings it back.
 
 DuckDB keeps deleted bytes in free blocks until they are overwritten, so a real erasure
-rewrites the file (``COPY FROM DATABASE`` into a fresh file, swapped in): ``compact``.
+rewrites the file (``COPY FROM DATABASE`` into a fresh file, swapped in): ``compact``. On a
+lake (D1) deleted rows live on in older snapshots, Parquet files and rows inlined in the
+catalog: ``compact`` there expires every older snapshot and removes the files
+(``mailops.store.lake.compact``).
 """
 
 from __future__ import annotations
@@ -133,6 +136,11 @@ def erase(
 def compact(store: Store) -> None:
     """Rewrite the DuckDB file so deleted rows leave no bytes behind (free blocks keep them
     otherwise): copy the database into a fresh file beside it, then swap it in."""
+    if store.lake is not None:  # D1: expire the lake's old snapshots and their files
+        from mailops.store.lake import compact as compact_lake
+
+        compact_lake(store)
+        return
     path = Path(store.path)
     fresh = path.with_name(path.name + ".compact")
     for leftover in (fresh, Path(str(fresh) + ".wal")):

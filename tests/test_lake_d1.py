@@ -183,3 +183,67 @@ def test_D1_readers_run_unchanged_on_the_lake(
     html = list(reports.rglob("*.html"))
     assert len(html) == 2
     assert lake_spec.split("?")[0].split("@")[0] not in "".join(p.read_text() for p in html)
+
+
+def test_D1_G1_erasure_on_the_lake_leaves_no_byte_in_files_or_catalog(
+    lake_spec: str, mailserver, settings
+) -> None:
+    """Time travel would keep an erased person: the lake's old snapshots, Parquet files and
+    inlined catalog rows must lose him too."""
+    from mailops.erasure import erase
+    from tests.sync_support import append, make_msg
+
+    address, password = mailserver.new_user()
+    secret = "ZEBRA-SECRET-4711"
+    append(
+        mailserver,
+        address,
+        password,
+        [
+            make_msg("gone@buyer.test", address, subject=f"offer {secret}", body=f"{secret}\n"),
+            make_msg("cust0@buyer.test", address, subject="stays"),
+        ],
+    )
+    with Store(lake_spec) as s:
+        seed_company(s, 1)
+        from tests.sync_support import add_customer
+
+        add_customer(s, "gone", "gone@buyer.test")
+        s.execute("INSERT INTO users (id, email, role) VALUES ('adm', 'adm@corp.test', 'admin')")
+        add_password_mailbox(s, settings, mailserver, address, password)
+        assert sync_all(s, settings)[0].stored == 2
+        assert _traces(lake_spec, secret) > 0
+        result = erase(s, "adm", customer="gone")  # the directory row too
+        assert result.counts.get("messages") == 1
+        assert s.scalar("SELECT count(*) FROM messages") == 1
+    assert _traces(lake_spec, secret) == 0
+    assert _traces(lake_spec, "gone@buyer.test") == 0, _where(lake_spec, "gone@buyer.test")
+
+
+def _traces(spec: str, needle: str) -> int:
+    """Files of the lake's data folder, plus rows of its catalog dump, that hold NEEDLE."""
+    target = LakeTarget.parse(spec)
+    hits = sum(
+        1
+        for p in Path(target.data_path).rglob("*")
+        if p.is_file() and needle.encode() in p.read_bytes()
+    )
+    dump = subprocess.run(
+        [shutil.which("pg_dump") or str(PG_BIN / "pg_dump"), target.dsn],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return hits + dump.count(needle.encode())
+
+
+def _where(spec: str, needle: str) -> list[str]:
+    target = LakeTarget.parse(spec)
+    files = [
+        str(p)
+        for p in Path(target.data_path).rglob("*")
+        if p.is_file() and needle.encode() in p.read_bytes()
+    ]
+    dump = subprocess.run(
+        [shutil.which("pg_dump") or "pg_dump", target.dsn], capture_output=True, text=True
+    ).stdout
+    return files + [line[:200] for line in dump.splitlines() if needle in line]

@@ -494,3 +494,28 @@ class Dialect:
             conn.execute(f"UPDATE {u.group('table')} SET {u.group('sets')} WHERE {where}", args)
             return ids
         return conn.execute(self.translate(sql), params or [])
+
+
+#: G1 on a lake: deleted rows live on in older snapshots (time travel), in Parquet files
+#: and in rows inlined in the catalog. Erasure ends with these, in this order.
+COMPACT = (
+    f"SELECT count(*) FROM ducklake_flush_inlined_data('{ALIAS}')",
+    f"SELECT count(*) FROM ducklake_rewrite_data_files('{ALIAS}', delete_threshold => 0)",
+    f"SELECT count(*) FROM ducklake_expire_snapshots('{ALIAS}', older_than => now())",
+    f"SELECT count(*) FROM ducklake_cleanup_old_files('{ALIAS}', cleanup_all => true)",
+    f"SELECT count(*) FROM ducklake_delete_orphaned_files('{ALIAS}', cleanup_all => true)",
+)
+
+
+def compact(store: Store) -> None:
+    """Leave no byte of deleted rows behind: flush inlined rows into files, rewrite files
+    with deletions, expire every older snapshot, remove the files nobody references."""
+    assert store._write_lock is not None
+    store._write_lock.acquire()
+    try:
+        for sql in COMPACT:
+            store.conn.execute(sql).fetchall()
+    except duckdb.Error as e:
+        raise StoreError(f"lake maintenance failed: {str(e).splitlines()[0]}") from None
+    finally:
+        store._write_lock.release()
