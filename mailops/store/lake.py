@@ -29,6 +29,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,6 +167,12 @@ class WriteLock:
         self.target = target
         self.timeout = timeout
         self._pg: Any = None
+        self._since = 0.0
+        #: how often this session took the lock, how long it waited and held it (the
+        #: lake's one shared resource: bench/lake_bench.py reads these)
+        self.acquired = 0
+        self.waited_s = 0.0
+        self.held_s = 0.0
 
     def _conn(self) -> Any:
         if self._pg is None or self._pg.closed:
@@ -186,9 +193,13 @@ class WriteLock:
         import psycopg
 
         pg = self._conn()
+        start = time.perf_counter()
         try:
             pg.execute(f"SET lock_timeout = '{int(self.timeout * 1000)}ms'")
             pg.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+            self._since = time.perf_counter()
+            self.acquired += 1
+            self.waited_s += self._since - start
         except psycopg.errors.LockNotAvailable:
             raise StoreBusy(
                 f"lake {self.target.dsn}: another writer held the store for {self.timeout:.0f} s",
@@ -199,6 +210,9 @@ class WriteLock:
             raise StoreError(f"lake catalog {self.target.dsn}: {str(e).strip()}") from None
 
     def release(self) -> None:
+        if self._since:
+            self.held_s += time.perf_counter() - self._since
+            self._since = 0.0
         if self._pg is not None and not self._pg.closed:
             try:
                 self._pg.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
