@@ -230,9 +230,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
-    from mailops.dev.postgres import PostgresServer
-
     from mailops.dev.devserver import DevServer
+    from mailops.dev.postgres import PostgresServer
 
     root = tempfile.mkdtemp(prefix="mailops-lakebench-", dir="/tmp")
     os.chmod(root, 0o755)

@@ -78,6 +78,7 @@ from mailops.store.messages import (
     PlaceRow,
     add_activities,
     add_places,
+    refresh_identities,
     resolve_identities,
     save_messages,
 )
@@ -638,14 +639,16 @@ def _commit(ctx: _Ctx, plan: FolderPlan, unit: Unit) -> None:
 def _write(ctx: _Ctx, plan: FolderPlan, unit: Unit, *, contents: bool) -> None:
     """Contents, places, activities, notifications, ledger, poison bookkeeping, checkpoint."""
     mb = ctx.mailbox
-    places, acts, ledger = _rows(ctx, plan, unit)
     connected = (mb.connected_at or ctx.window).replace(microsecond=0)  # INTERNALDATE has seconds
-    arrived = {p.message_id: p.internaldate for p in places if p.internaldate is not None}
     errors = {u: (err.reason, err.error) for u, err in unit.errors.items()}
     retried_ok = [
         u for u in plan.retries if u not in unit.errors and u in {e.uid for e in unit.examined}
     ]
     with ctx.gate, ctx.store.transaction():
+        if contents:  # S13: what other syncs stored since the bodies came (a reused id)
+            refresh_identities(ctx.store, [p for p, _ in unit.parsed.values()])
+        places, acts, ledger = _rows(ctx, plan, unit)
+        arrived = {p.message_id: p.internaldate for p in places if p.internaldate is not None}
         if not ctx.run_written:  # the run row joins the first unit's transaction (S12)
             state.insert_run(ctx.store, ctx.run_id, mb.id, ctx.trigger, ctx.started_at)
         if contents:

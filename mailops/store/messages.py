@@ -53,6 +53,7 @@ __all__ = [
     "raw_bytes_unchecked",
     "record_message",
     "rekey_identities",
+    "refresh_identities",
     "resolve_identities",
     "save_messages",
     "unlink_activity",
@@ -563,6 +564,17 @@ def resolve_identities(store: Store, parsed: Sequence[ParsedMessage]) -> None:
             continue
         p.key, p.identity = (mid, "new") if not seen else (f"{mid}#{p.content_fp[:16]}", "variant")
         seen.append((p.key, p.content_fp))
+
+
+def refresh_identities(store: Store, parsed: Sequence[ParsedMessage]) -> None:
+    """Decide PARSED's identities again, inside the transaction that stores them: they were
+    decided when the bodies arrived, and another mailbox's sync (a thread, another worker)
+    may have stored a message with the same Message-ID since -- the same content (link to
+    it) or another (this one becomes a variant). Without this second look, the later
+    ``ON CONFLICT DO NOTHING`` would drop a message that reuses a Message-ID (S13)."""
+    for p in parsed:
+        p.identity = None
+    resolve_identities(store, parsed)
 
 
 _REFERENCING = [  # (table, column) holding a messages.id
