@@ -279,7 +279,8 @@ class Worker:
                                 lease.mailbox_id,
                             )
                         lease.release()
-                    self.store.release()  # other processes (readers, file-store workers)
+                    if getattr(self.store, "backend", "file") == "file":
+                        self.store.release()  # the file's lock: readers, other workers get in
                 report.results += results
                 if self.on_result is not None:
                     for r in results:
