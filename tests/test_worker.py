@@ -246,9 +246,10 @@ def test_D1_worker_sigterm_finishes_the_batch_and_gives_the_leases_back(
         proxy.stall(3.0)  # the first batch (1 mailbox) is in its login when SIGTERM comes
         proc = mailops("worker", "--concurrency", "1", "--cadence", "60")
         deadline = time.monotonic() + 60
-        while not any(leases.holder(mb.id) for mb, _ in boxes):
+        while not proxy.connections:  # the batch's sync is logging in (stalled)
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.05)
+        assert any(leases.holder(mb.id) for mb, _ in boxes)
         proc.send_signal(signal.SIGTERM)
         code, out, err = finish(proc, timeout=60)
     finally:
