@@ -142,6 +142,20 @@ def _responses_sql(scope: Scope) -> tuple[str, list[Any]]:
     """
     sql, params = _activity_scope(scope)
     period, period_params = scope.period("a.occurred_at")
+    # only threads with a question asked in the period can have a response in it; without a
+    # period every thread may (a thread without inbound mail finds no question below), and
+    # the semi join would only cost (acts materialized twice: 0.4 s of 1.5 s CPU at 1M)
+    asked = (
+        " asked_threads AS (SELECT DISTINCT customer_id, thread FROM acts a"
+        f"  WHERE a.direction = 'inbound' AND {period}),"
+        if period_params
+        else ""
+    )
+    semi = (
+        "  SEMI JOIN asked_threads t ON t.customer_id = acts.customer_id AND t.thread = acts.thread"
+        if period_params
+        else ""
+    )
     return (
         "WITH acts AS (SELECT a.customer_id, coalesce(c.name, a.customer_id) AS customer,"
         " a.user_id, coalesce(u.name, a.user_id) AS sales_person, a.direction, a.occurred_at,"
@@ -149,14 +163,11 @@ def _responses_sql(scope: Scope) -> tuple[str, list[Any]]:
         ' coalesce(msg."references"[1], msg.in_reply_to, msg.id) AS thread'
         f"{_FROM} JOIN messages msg ON msg.id = a.message_id"
         f" WHERE {sql} AND a.occurred_at IS NOT NULL),"
-        # only threads with a question asked in the period can have a response in it
-        " asked_threads AS (SELECT DISTINCT customer_id, thread FROM acts a"
-        f"  WHERE a.direction = 'inbound' AND {period}),"
+        f"{asked}"
         " numbered AS (SELECT acts.*, coalesce(sum(CASE WHEN direction = 'outbound' THEN 1 END)"
         "  OVER (PARTITION BY acts.customer_id, acts.thread ORDER BY occurred_at, direction,"
         "  message_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS k"
-        "  FROM acts SEMI JOIN asked_threads t"
-        "  ON t.customer_id = acts.customer_id AND t.thread = acts.thread),"
+        f"  FROM acts{semi}),"
         " questions AS (SELECT customer_id, thread, k, min(occurred_at) AS asked_at,"
         "  arg_min(subject, (occurred_at, message_id)) AS subject FROM numbered"
         "  WHERE direction = 'inbound' GROUP BY ALL)"
