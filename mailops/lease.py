@@ -273,33 +273,12 @@ class LocalLeases:
 # -- lease rows in PostgreSQL (D1: the lake) --------------------------------------------
 DEFAULT_TTL = 60.0  # seconds; ``lease_ttl``
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS sync_leases (
-    mailbox_id BIGINT PRIMARY KEY,
-    holder     TEXT NOT NULL,
-    host       TEXT NOT NULL,
-    pid        INTEGER NOT NULL,
-    purpose    TEXT NOT NULL DEFAULT 'sync',
-    since      TIMESTAMPTZ NOT NULL DEFAULT now(),
-    renewed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    expires_at TIMESTAMPTZ NOT NULL
-)"""
 
-_CLAIM = """
-INSERT INTO sync_leases AS l (mailbox_id, holder, host, pid, purpose, expires_at)
-VALUES (%(id)s, %(holder)s, %(host)s, %(pid)s, %(purpose)s,
-        now() + make_interval(secs => %(ttl)s))
-ON CONFLICT (mailbox_id) DO UPDATE SET
-    holder = excluded.holder, host = excluded.host, pid = excluded.pid,
-    purpose = excluded.purpose,
-    since = CASE WHEN l.holder = excluded.holder THEN l.since ELSE now() END,
-    renewed_at = now(), expires_at = excluded.expires_at
-WHERE l.expires_at < now() OR l.holder = excluded.holder
-RETURNING since, expires_at"""
+def _rows() -> Any:
+    """The statements (``mailops.store.lease_rows``: SQL lives in the store package, P1)."""
+    from mailops.store import lease_rows
 
-_RENEW = """
-UPDATE sync_leases SET renewed_at = now(), expires_at = now() + make_interval(secs => %s)
-WHERE holder = ANY(%s) RETURNING holder, expires_at"""
+    return lease_rows
 
 
 class LeaseLost(MailopsError):
@@ -385,8 +364,8 @@ class PgLeases:
                 guidance="is PostgreSQL running? (mailops devserver postgres status)",
             ) from None
         with conn.transaction():  # two first workers at once: one creates the table
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('mailops.sync_leases'))")
-            conn.execute(_DDL)
+            conn.execute(_rows().CREATE_LOCK)
+            conn.execute(_rows().CREATE)
         self._conn = conn
         return conn
 
@@ -426,7 +405,7 @@ class PgLeases:
         token = f"{me.host}:{me.pid}:{uuid.uuid4().hex[:16]}"
         t0 = time.monotonic()
         rows = self._execute(
-            _CLAIM,
+            _rows().CLAIM,
             {
                 "id": int(mailbox_id),
                 "holder": token,
@@ -453,11 +432,7 @@ class PgLeases:
         return got
 
     def holder(self, mailbox_id: int) -> Holder | None:
-        rows = self._execute(
-            "SELECT pid, host, since, purpose FROM sync_leases"
-            " WHERE mailbox_id = %s AND expires_at >= now()",
-            [int(mailbox_id)],
-        )
+        rows = self._execute(_rows().HOLDER, [int(mailbox_id)])
         if not rows:
             return None
         pid, host, since, purpose = rows[0]
@@ -465,7 +440,7 @@ class PgLeases:
 
     def held_ids(self) -> set[int]:
         """Mailboxes whose lease someone holds right now (a worker skips them)."""
-        rows = self._execute("SELECT mailbox_id FROM sync_leases WHERE expires_at >= now()")
+        rows = self._execute(_rows().HELD)
         return {int(r[0]) for r in rows}
 
     def held_here(self) -> list[_PgLease]:
@@ -481,10 +456,7 @@ class PgLeases:
         if lease.lost:
             return  # not ours any more: leave the new holder's row alone
         try:
-            self._execute(
-                "DELETE FROM sync_leases WHERE mailbox_id = %s AND holder = %s",
-                [lease.mailbox_id, lease.token],
-            )
+            self._execute(_rows().RELEASE, [lease.mailbox_id, lease.token])
         except Exception as e:  # noqa: BLE001 - the row expires by itself
             log.warning("mailbox %s: could not give the lease back: %s", lease.mailbox_id, e)
 
@@ -495,7 +467,7 @@ class PgLeases:
             return
         t0 = time.monotonic()
         try:
-            rows = self._execute(_RENEW, [self.ttl, [x.token for x in live]])
+            rows = self._execute(_rows().RENEW, [self.ttl, [x.token for x in live]])
         except Exception as e:  # noqa: BLE001 - PostgreSQL away: try again next round
             log.warning("could not renew %d sync lease(s): %s", len(live), e)
             for x in live:

@@ -188,8 +188,16 @@ def test_every_command_with_output_options_is_tested_here():
 def test_no_listing_keeps_its_own_json_or_csv_flag():
     """--json/--csv mean one thing: only commands with the whole convention declare them
     (`sync --json` prints a run report and `message show --json` one message, not listings;
-    `report --json` result paths; `devserver status --json` one state)."""
-    not_listings = {"sync", "message show", "report", "devserver status"}
+    `report --json` result paths; `devserver [postgres] status --json` one state; `worker --json` a
+    line per mailbox synced, like `sync --watch`)."""
+    not_listings = {
+        "sync",
+        "message show",
+        "report",
+        "devserver status",
+        "devserver postgres status",
+        "worker",
+    }
     for path, cmd in _commands(cli).items():
         names = {p.name for p in cmd.params}
         flags = {o for p in cmd.params for o in getattr(p, "opts", [])}
