@@ -6,9 +6,10 @@ non-zero exit code; only a bug shows a traceback (and ``--debug`` shows it alway
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,59 @@ class Hooks:
 HOOKS = Hooks()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(dict[str, click.Command]):
+    """``cli.commands``: every command module is imported at the first look into it (the
+    help, an unknown name, a test); ``mailops sync`` imports only its own (``LEAN``)."""
+
+    def __getitem__(self, name: str) -> click.Command:
+        _register()
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        _register()
+        return super().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        _register()
+        return super().__contains__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        _register()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        _register()
+        return super().__len__()
+
+    def keys(self) -> Any:
+        _register()
+        return super().keys()
+
+    def items(self) -> Any:
+        _register()
+        return super().items()
+
+    def values(self) -> Any:
+        _register()
+        return super().values()
+
+
+class _Group(click.Group):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = self._lazy = _Commands()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = LEAN.get(cmd_name)
+        if module is None or _loaded:
+            return super().get_command(ctx, cmd_name)
+        if dict.get(self._lazy, cmd_name) is None:
+            # __import__, not importlib: `python -X importtime` lists it (tests/test_perf_imports)
+            __import__(f"mailops.cli.{module}", fromlist=["register"]).register(self)
+        return dict.get(self._lazy, cmd_name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
     envvar=["MAILOPS_STORE", "MAILOPS_DB"],
@@ -81,11 +134,17 @@ def cli(ctx: click.Context, db: str | None, debug: bool) -> None:
     ctx.call_on_close(obj.close)
 
 
+_loaded = False
+
+
 def _register() -> None:
     """Each command group is one module with a ``register(cli)`` function: the modules of
-    this package, then the dev wing's (``mailops devserver``, ``mailops demo``)."""
-    import importlib
-
+    this package, then the dev wing's (``mailops devserver``, ``mailops demo``). Imported
+    on first use (``_Commands``): the sync path never imports the reports' modules."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     for name in COMMAND_MODULES:
         module = importlib.import_module(name if "." in name else f"mailops.cli.{name}")
         module.register(cli)
@@ -114,8 +173,9 @@ COMMAND_MODULES = (
     "erase",
 )
 
-
-_register()
+# Commands whose module registers them alone (no other module adds to them, no HOOKS):
+# `mailops sync` imports mailops.cli.sync only, not pandas & co. through the others.
+LEAN = {"sync": "sync"}
 
 
 def main(argv: list[str] | None = None) -> int:

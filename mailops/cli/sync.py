@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
 from mailops.cli import Context, pass_ctx
+
+
+class _NoBar:
+    """The progress bar when nobody watches (no terminal, --json): tqdm is not imported."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(shown: bool) -> Any:
+    if not shown:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(unit="msg", desc="sync", leave=False)
 
 
 def _summary_line(summary: dict, seconds: float) -> str:
@@ -71,8 +90,6 @@ def sync_cmd(
     """
     import time
 
-    from tqdm import tqdm
-
     from mailops.errors import MailopsError
     from mailops.store import mailboxes as mailbox_store
     from mailops.sync import summarize, sync_all, sync_mailbox
@@ -105,7 +122,7 @@ def sync_cmd(
         )
         return
 
-    bar = tqdm(unit="msg", desc="sync", disable=not sys.stderr.isatty() or as_json, leave=False)
+    bar = _progress_bar(sys.stderr.isatty() and not as_json)
     t0 = time.monotonic()
     try:
         if mailbox:

@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from mailops.errors import StoreBusy, StoreError
 from mailops.files import private_umask, tighten
 from mailops.store import lake
+from mailops.store.literals import inline
 from mailops.store.migrations import MIGRATIONS, Migration
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from mailops.store.blobs import BlobFolder
 
 __all__ = ["Store", "open_store", "default_db_path", "store_exists"]
@@ -200,7 +202,10 @@ class Store:
         """Execute one statement; on a lake, in its dialect and (a write outside a
         transaction) in a transaction of its own, under the write lock."""
         if self.dialect is None:
-            return self.conn.execute(sql, params or [])
+            # parameters as literals where they have one: binding imports pandas
+            # (store.literals). Not on a lake: its dialect reads the SQL text with patterns.
+            text = inline(sql, params)
+            return self.conn.execute(sql, params or []) if text is None else self.conn.execute(text)
         if not self._tx_depth and lake.is_write(sql):
             with self.transaction():
                 result = self.dialect.run(self.conn, sql, params)
@@ -208,9 +213,11 @@ class Store:
         return self.dialect.run(self.conn, sql, params)
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
-        """Run a SELECT and return a DataFrame."""
+        """Run a SELECT and return a DataFrame (pandas is imported on the first one)."""
         result = self._run(sql, params)
         if isinstance(result, list):
+            import pandas as pd
+
             return pd.DataFrame(result)
         return result.df()
 
@@ -344,6 +351,8 @@ class Store:
         return names
 
     def status(self) -> pd.DataFrame:
+        import pandas as pd
+
         applied = (
             self.query("SELECT name, applied_at FROM schema_migrations")
             if self.applied()

@@ -35,10 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 if TYPE_CHECKING:
     from mailops.store import Store
+    from mailops.store.bulk import Column
 
 __all__ = [
     "INLINE_MAX_BYTES",
@@ -47,12 +46,12 @@ __all__ = [
     "BlobWriter",
     "add_attachment",
     "attachment_bytes",
-    "attachment_table",
+    "attachment_columns",
     "erase",
     "open_attachment",
     "orphans",
     "raw_bytes",
-    "raw_table",
+    "raw_columns",
     "remove_orphans",
     "stats",
 ]
@@ -236,43 +235,39 @@ def _place(
     return shas, sizes, inline, in_file
 
 
-def raw_table(store: Store, raws: Mapping[str, Content]) -> pa.Table:
+def raw_columns(store: Store, raws: Mapping[str, Content]) -> list[Column]:
+    """message_raw rows for ``bulk.append`` (the large ones written to the blob folder)."""
     shas, sizes, inline, in_file = _place(store, raws)
-    return pa.table(
-        {
-            "sha256": pa.array(shas, pa.string()),
-            "raw": pa.array(inline, pa.binary()),
-            "size": pa.array(sizes, pa.int64()),
-            "in_file": pa.array(in_file, pa.bool_()),
-        }
-    )
+    return [
+        ("sha256", "VARCHAR", shas),
+        ("raw", "BLOB", inline),
+        ("size", "BIGINT", sizes),
+        ("in_file", "BOOLEAN", in_file),
+    ]
 
 
-def attachment_table(store: Store, contents: Mapping[str, Content]) -> pa.Table:
+def attachment_columns(store: Store, contents: Mapping[str, Content]) -> list[Column]:
+    """attachment_blobs rows for ``bulk.append``."""
     shas, sizes, inline, in_file = _place(store, contents)
-    return pa.table(
-        {
-            "sha256": pa.array(shas, pa.string()),
-            "size": pa.array(sizes, pa.int64()),
-            "content": pa.array(inline, pa.binary()),
-            "in_file": pa.array(in_file, pa.bool_()),
-        }
-    )
+    return [
+        ("sha256", "VARCHAR", shas),
+        ("size", "BIGINT", sizes),
+        ("content", "BLOB", inline),
+        ("in_file", "BOOLEAN", in_file),
+    ]
 
 
 def add_attachment(store: Store, content: bytes) -> str:
     """Store one attachment content (idempotent); returns its sha256."""
+    from mailops.store.bulk import append
+
     digest = hashlib.sha256(content).hexdigest()
-    t = attachment_table(store, {digest: content})
-    name = f"_blob_{id(t)}"
-    store.conn.register(name, t)
-    try:
-        store.execute(
-            "INSERT INTO attachment_blobs (sha256, size, content, in_file)"
-            f" SELECT sha256, size, content, in_file FROM {name} ON CONFLICT DO NOTHING"
-        )
-    finally:
-        store.conn.unregister(name)
+    append(
+        store,
+        "attachment_blobs",
+        attachment_columns(store, {digest: content}),
+        conflict="ON CONFLICT DO NOTHING",
+    )
     return digest
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mailops.errors import MailopsError
 from mailops.store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATES = ("connected", "problematic", "disconnected")
 

@@ -1,8 +1,12 @@
 """Messages, their places, raw bytes, attachments and customer activities (S4, S7, S8, S10).
 
-Every write is a bulk Arrow insert with ``ON CONFLICT DO NOTHING``: saving the same message
-twice, from two folders, two mailboxes or a resumed run, adds nothing (S8, S12). Callers
-wrap a batch in ``store.transaction()`` together with their checkpoint.
+Every write is one bulk append per table (``store.bulk.append``: no pyarrow, no bound
+parameters), with ``ON CONFLICT DO NOTHING`` where a key may exist already (raw bytes and
+attachment contents by sha256, places, activities, notifications): saving the same message
+twice, from two folders, two mailboxes or a resumed run, adds nothing (S8, S12). Messages
+and their attachment rows are inserted only after ``existing_ids`` in the same transaction,
+so on a DuckDB file (one writing process) they append without it. Callers wrap a batch in ``store.transaction()`` together with
+their checkpoint.
 
 The send engine records an outbound email at send time with ONE call::
 
@@ -27,16 +31,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
-
-import pandas as pd
-import pyarrow as pa
 
 from mailops.parse import ParsedMessage, parse_message, usable_message_id
 from mailops.permissions import Viewer, activity_access, visible
 from mailops.safe_html import sanitize_html
 from mailops.store import Store, blobs
+from mailops.store.bulk import Column, append
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ActivityRow",
@@ -92,18 +97,9 @@ def _now() -> datetime:
 
 
 def _insert(
-    store: Store, table: str, data: pa.Table, conflict: str = "ON CONFLICT DO NOTHING"
+    store: Store, table: str, columns: list[Column], conflict: str = "ON CONFLICT DO NOTHING"
 ) -> int:
-    if data.num_rows == 0:
-        return 0
-    name = f"_arrow_{table}_{id(data)}"
-    cols = ", ".join(f'"{c}"' for c in data.column_names)
-    store.conn.register(name, data)
-    try:
-        store.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name} {conflict}")
-    finally:
-        store.conn.unregister(name)
-    return data.num_rows
+    return append(store, table, columns, conflict=conflict)
 
 
 def existing_ids(store: Store, ids: Iterable[str]) -> set[str]:
@@ -111,17 +107,11 @@ def existing_ids(store: Store, ids: Iterable[str]) -> set[str]:
     wanted = list(dict.fromkeys(i for i in ids if i))
     if not wanted:
         return set()
-    t = pa.table({"id": pa.array(wanted, pa.string())})
-    store.conn.register("_wanted_ids", t)
-    try:
-        rows = store.rows("SELECT m.id FROM messages m JOIN _wanted_ids w ON m.id = w.id")
-    finally:
-        store.conn.unregister("_wanted_ids")
+    rows = store.rows(
+        "SELECT m.id FROM messages m JOIN (SELECT unnest(?::VARCHAR[]) AS id) w ON m.id = w.id",
+        [wanted],
+    )
     return {r[0] for r in rows}
-
-
-_TS = pa.timestamp("us")
-_LIST = pa.list_(pa.string())
 
 
 def save_messages(
@@ -147,36 +137,35 @@ def save_messages(
             return set()
         items = [unique[k] for k in unique if k in new]
         now = _now()
-        msgs = pa.table(
-            {
-                "id": pa.array([p.key for p, _ in items], pa.string()),
-                "message_id_header": pa.array(
-                    [p.headers.message_id_header for p, _ in items], pa.string()
-                ),
-                "subject": pa.array([p.headers.subject for p, _ in items], pa.string()),
-                "from_addr": pa.array([p.headers.from_addr for p, _ in items], pa.string()),
-                "from_name": pa.array([p.headers.from_name for p, _ in items], pa.string()),
-                "to_addrs": pa.array([p.headers.to_addrs for p, _ in items], _LIST),
-                "cc_addrs": pa.array([p.headers.cc_addrs for p, _ in items], _LIST),
-                "sent_at": pa.array([p.headers.date for p, _ in items], _TS),
-                "in_reply_to": pa.array([p.headers.in_reply_to for p, _ in items], pa.string()),
-                "references": pa.array([p.headers.references for p, _ in items], _LIST),
-                "body_text": pa.array([p.body_text for p, _ in items], pa.string()),
-                "body_html": pa.array([p.body_html for p, _ in items], pa.string()),
-                "raw_sha256": pa.array([p.raw_sha256 for p, _ in items], pa.string()),
-                "raw_size": pa.array([p.raw_size for p, _ in items], pa.int64()),
-                "parse_warnings": pa.array([p.warnings for p, _ in items], _LIST),
-                "has_attachments": pa.array([bool(p.attachments) for p, _ in items], pa.bool_()),
-                "first_seen_at": pa.array([now] * len(items), _TS),
-                "message_id": pa.array([p.headers.message_id for p, _ in items], pa.string()),
-                "content_fp": pa.array([p.content_fp or None for p, _ in items], pa.string()),
-            }
-        )
-        _insert(store, "messages", msgs)
+        msgs: list[Column] = [
+            ("id", "VARCHAR", [p.key for p, _ in items]),
+            ("message_id_header", "VARCHAR", [p.headers.message_id_header for p, _ in items]),
+            ("subject", "VARCHAR", [p.headers.subject for p, _ in items]),
+            ("from_addr", "VARCHAR", [p.headers.from_addr for p, _ in items]),
+            ("from_name", "VARCHAR", [p.headers.from_name for p, _ in items]),
+            ("to_addrs", "VARCHAR[]", [p.headers.to_addrs for p, _ in items]),
+            ("cc_addrs", "VARCHAR[]", [p.headers.cc_addrs for p, _ in items]),
+            ("sent_at", "TIMESTAMP", [p.headers.date for p, _ in items]),
+            ("in_reply_to", "VARCHAR", [p.headers.in_reply_to for p, _ in items]),
+            ("references", "VARCHAR[]", [p.headers.references for p, _ in items]),
+            ("body_text", "VARCHAR", [p.body_text for p, _ in items]),
+            ("body_html", "VARCHAR", [p.body_html for p, _ in items]),
+            ("raw_sha256", "VARCHAR", [p.raw_sha256 for p, _ in items]),
+            ("raw_size", "BIGINT", [p.raw_size for p, _ in items]),
+            ("parse_warnings", "VARCHAR[]", [p.warnings for p, _ in items]),
+            ("has_attachments", "BOOLEAN", [bool(p.attachments) for p, _ in items]),
+            ("first_seen_at", "TIMESTAMP", [now] * len(items)),
+            ("message_id", "VARCHAR", [p.headers.message_id for p, _ in items]),
+            ("content_fp", "VARCHAR", [p.content_fp or None for p, _ in items]),
+        ]
+        # new keys (checked above, in this transaction: one writing process per file); a
+        # lake has many writers and no enforced keys: its MERGE stays the guard there
+        fresh = "" if store.dialect is None else "ON CONFLICT DO NOTHING"
+        _insert(store, "messages", msgs, conflict=fresh)
         raws: dict[str, blobs.Content] = {}
         for p, raw in items:
             raws.setdefault(p.raw_sha256, raw)
-        _insert(store, "message_raw", blobs.raw_table(store, raws))  # large ones: blob folder
+        _insert(store, "message_raw", blobs.raw_columns(store, raws))  # large ones: blob folder
         att_rows: list[
             tuple[str, int, str | None, str, int, str | None, str | None, str | None]
         ] = []
@@ -195,26 +184,26 @@ def save_messages(
             _insert(
                 store,
                 "attachments",
-                pa.table(
-                    {
-                        "message_id": pa.array(cols[0], pa.string()),
-                        "part_index": pa.array(cols[1], pa.int32()),
-                        "filename": pa.array(cols[2], pa.string()),
-                        "content_type": pa.array(cols[3], pa.string()),
-                        "size": pa.array(cols[4], pa.int64()),
-                        "sha256": pa.array(cols[5], pa.string()),
-                        "skipped_reason": pa.array(cols[6], pa.string()),
-                        "content_id": pa.array(cols[7], pa.string()),
-                    }
-                ),
+                [
+                    ("message_id", "VARCHAR", cols[0]),
+                    ("part_index", "INTEGER", cols[1]),
+                    ("filename", "VARCHAR", cols[2]),
+                    ("content_type", "VARCHAR", cols[3]),
+                    ("size", "BIGINT", cols[4]),
+                    ("sha256", "VARCHAR", cols[5]),
+                    ("skipped_reason", "VARCHAR", cols[6]),
+                    ("content_id", "VARCHAR", cols[7]),
+                ],
+                conflict=fresh,  # (message_id, part_index) of new messages only
             )
         if contents:
-            _insert(store, "attachment_blobs", blobs.attachment_table(store, contents))
+            _insert(store, "attachment_blobs", blobs.attachment_columns(store, contents))
     return new
 
 
 def add_places(store: Store, rows: Sequence[PlaceRow]) -> int:
-    """Link messages to (mailbox, folder, uidvalidity, uid); known places are ignored."""
+    """Link messages to (mailbox, folder, uidvalidity, uid); known places are ignored (the
+    send engine records its Sent copy's place from APPENDUID before the sync sees it)."""
     unique = {(r.mailbox_id, r.folder, r.uidvalidity, r.uid): r for r in rows}
     if not unique:
         return 0
@@ -223,18 +212,16 @@ def add_places(store: Store, rows: Sequence[PlaceRow]) -> int:
     return _insert(
         store,
         "message_places",
-        pa.table(
-            {
-                "message_id": pa.array([r.message_id for r in rs], pa.string()),
-                "mailbox_id": pa.array([r.mailbox_id for r in rs], pa.int64()),
-                "folder": pa.array([r.folder for r in rs], pa.string()),
-                "uidvalidity": pa.array([r.uidvalidity for r in rs], pa.int64()),
-                "uid": pa.array([r.uid for r in rs], pa.int64()),
-                "flags": pa.array([r.flags for r in rs], pa.string()),
-                "internaldate": pa.array([r.internaldate for r in rs], _TS),
-                "seen_at": pa.array([now] * len(rs), _TS),
-            }
-        ),
+        [
+            ("message_id", "VARCHAR", [r.message_id for r in rs]),
+            ("mailbox_id", "BIGINT", [r.mailbox_id for r in rs]),
+            ("folder", "VARCHAR", [r.folder for r in rs]),
+            ("uidvalidity", "BIGINT", [r.uidvalidity for r in rs]),
+            ("uid", "BIGINT", [r.uid for r in rs]),
+            ("flags", "VARCHAR", [r.flags for r in rs]),
+            ("internaldate", "TIMESTAMP", [r.internaldate for r in rs]),
+            ("seen_at", "TIMESTAMP", [now] * len(rs)),
+        ],
     )
 
 
@@ -250,19 +237,17 @@ def add_activities(store: Store, rows: Sequence[ActivityRow]) -> int:
     return _insert(
         store,
         "activities",
-        pa.table(
-            {
-                "message_id": pa.array([r.message_id for r in rs], pa.string()),
-                "customer_id": pa.array([r.customer_id for r in rs], pa.string()),
-                "mailbox_id": pa.array([r.mailbox_id for r in rs], pa.int64()),
-                "user_id": pa.array([r.user_id for r in rs], pa.string()),
-                "direction": pa.array([r.direction for r in rs], pa.string()),
-                "occurred_at": pa.array([r.occurred_at for r in rs], _TS),
-                "match_kind": pa.array([r.match_kind for r in rs], pa.string()),
-                "deal_id": pa.array([r.deal_id for r in rs], pa.string()),
-                "created_at": pa.array([now] * len(rs), _TS),
-            }
-        ),
+        [
+            ("message_id", "VARCHAR", [r.message_id for r in rs]),
+            ("customer_id", "VARCHAR", [r.customer_id for r in rs]),
+            ("mailbox_id", "BIGINT", [r.mailbox_id for r in rs]),
+            ("user_id", "VARCHAR", [r.user_id for r in rs]),
+            ("direction", "VARCHAR", [r.direction for r in rs]),
+            ("occurred_at", "TIMESTAMP", [r.occurred_at for r in rs]),
+            ("match_kind", "VARCHAR", [r.match_kind for r in rs]),
+            ("deal_id", "VARCHAR", [r.deal_id for r in rs]),
+            ("created_at", "TIMESTAMP", [now] * len(rs)),
+        ],
     )
 
 
@@ -275,14 +260,12 @@ def add_notifications(store: Store, rows: Sequence[tuple[str, int | None, str, s
     return _insert(
         store,
         "notifications",
-        pa.table(
-            {
-                "user_id": pa.array(cols[0], pa.string()),
-                "mailbox_id": pa.array(cols[1], pa.int64()),
-                "message_id": pa.array(cols[2], pa.string()),
-                "customer_id": pa.array(cols[3], pa.string()),
-            }
-        ),
+        [
+            ("user_id", "VARCHAR", cols[0]),
+            ("mailbox_id", "BIGINT", cols[1]),
+            ("message_id", "VARCHAR", cols[2]),
+            ("customer_id", "VARCHAR", cols[3]),
+        ],
     )
 
 
@@ -534,15 +517,12 @@ def resolve_identities(store: Store, parsed: Sequence[ParsedMessage]) -> None:
     mids = list(dict.fromkeys(p.headers.message_id for p in todo if p.headers.message_id))
     variants: dict[str, list[tuple[str, str]]] = {}
     if mids:
-        t = pa.table({"mid": pa.array(mids, pa.string())})
-        store.conn.register("_identity_mids", t)
-        try:
-            rows = store.rows(
-                "SELECT m.id, m.message_id, m.content_fp FROM messages m"
-                " JOIN _identity_mids w ON m.message_id = w.mid ORDER BY m.first_seen_at, m.id"
-            )
-        finally:
-            store.conn.unregister("_identity_mids")
+        rows = store.rows(
+            "SELECT m.id, m.message_id, m.content_fp FROM messages m"
+            " JOIN (SELECT unnest(?::VARCHAR[]) AS mid) w ON m.message_id = w.mid"
+            " ORDER BY m.first_seen_at, m.id",
+            [mids],
+        )
         for key, mid, fp in rows:
             variants.setdefault(mid, []).append(
                 (key, fp if fp is not None else _stored_fingerprint(store, key))
@@ -613,24 +593,21 @@ def rekey_identities(store: Store) -> dict[str, int]:
             mapping[key] = new
             taken.add(new)
     if plain:
-        t = pa.table({"id": pa.array(plain, pa.string())})
-        store.conn.register("_rekey_plain", t)
-        try:
-            store.execute(
-                "UPDATE messages SET message_id = id WHERE id IN (SELECT id FROM _rekey_plain)"
-            )
-        finally:
-            store.conn.unregister("_rekey_plain")
-    if fingerprints:
-        t = pa.table(
-            {
-                "old": pa.array(list(fingerprints), pa.string()),
-                "new": pa.array([mapping.get(k, k) for k in fingerprints], pa.string()),
-                "fp": pa.array(list(fingerprints.values()), pa.string()),
-            }
+        store.execute(
+            "UPDATE messages SET message_id = id WHERE list_contains(?::VARCHAR[], id)", [plain]
         )
-        store.conn.register("_rekey_map", t)
+    if fingerprints:
+        store.execute("CREATE TEMP TABLE _rekey_map (old VARCHAR, new VARCHAR, fp VARCHAR)")
         try:
+            append(
+                store,
+                "_rekey_map",
+                [
+                    ("old", "VARCHAR", list(fingerprints)),
+                    ("new", "VARCHAR", [mapping.get(k, k) for k in fingerprints]),
+                    ("fp", "VARCHAR", list(fingerprints.values())),
+                ],
+            )
             for table, column in _REFERENCING:
                 if store.scalar(
                     "SELECT count(*) FROM information_schema.columns"
@@ -647,7 +624,7 @@ def rekey_identities(store: Store) -> dict[str, int]:
                 " FROM _rekey_map m WHERE messages.id = m.old"
             )
         finally:
-            store.conn.unregister("_rekey_map")
+            store.execute("DROP TABLE IF EXISTS _rekey_map")
     html = store.rows(
         "SELECT id, body_html FROM messages WHERE body_html LIKE '%<img%'"
         " OR body_html ILIKE '%url(%'"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mailops.permissions import Viewer, visible
 from mailops.store import Store
+from mailops.store.bulk import append
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "digest_rows",
@@ -81,10 +83,18 @@ def notify_new_inbound(
             )  # type: ignore[arg-type]
     values = list(rows.values())
     before = store.rows("SELECT count(*) FROM notifications")[0][0]
-    store.executemany(
-        "INSERT INTO notifications (user_id, message_id, mailbox_id, customer_id, reason)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        values,
+    cols = list(zip(*values, strict=True))
+    append(
+        store,
+        "notifications",
+        [
+            ("user_id", "VARCHAR", cols[0]),
+            ("message_id", "VARCHAR", cols[1]),
+            ("mailbox_id", "BIGINT", cols[2]),
+            ("customer_id", "VARCHAR", cols[3]),
+            ("reason", "VARCHAR", cols[4]),
+        ],
+        conflict="ON CONFLICT DO NOTHING",
     )
     return int(store.rows("SELECT count(*) FROM notifications")[0][0] - before)
 

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from mailops.permissions import Access, Viewer, visible
 from mailops.store import Store
+from mailops.store.bulk import Column, append
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "Checkpoint",
@@ -206,13 +207,13 @@ def insert_finished_runs(store: Store, rows: Sequence[dict[str, Any]]) -> None:
         "stored", "skipped", "linked", "errors", "error_code", "error_message", "duration_s",
     ]  # fmt: skip
     types = {
-        "id": pa.int64(), "mailbox_id": pa.int64(), "started_at": pa.timestamp("us"),
-        "finished_at": pa.timestamp("us"), "examined": pa.int64(), "stored": pa.int64(),
-        "skipped": pa.int64(), "linked": pa.int64(), "errors": pa.int64(),
-        "duration_s": pa.float64(),
+        "id": "BIGINT", "mailbox_id": "BIGINT", "started_at": "TIMESTAMP",
+        "finished_at": "TIMESTAMP", "examined": "BIGINT", "stored": "BIGINT",
+        "skipped": "BIGINT", "linked": "BIGINT", "errors": "BIGINT", "duration_s": "DOUBLE",
     }  # fmt: skip
-    t = pa.table({c: pa.array([r.get(c) for r in rows], types.get(c, pa.string())) for c in cols})
-    _bulk(store, "sync_runs", t)
+    append(
+        store, "sync_runs", [(c, types.get(c, "VARCHAR"), [r.get(c) for r in rows]) for c in cols]
+    )
 
 
 def add_folder_reports(store: Store, rows: Sequence[dict[str, Any]]) -> None:
@@ -224,46 +225,22 @@ def add_folder_reports(store: Store, rows: Sequence[dict[str, Any]]) -> None:
         "special_use", "before_window", "window_start", "errors", "error",
     ]  # fmt: skip
     text = {"folder", "state", "not_examined_reason", "special_use", "error"}
-    t = pa.table(
-        {
-            c: pa.array(
-                [r.get(c) for r in rows],
-                pa.string()
-                if c in text
-                else pa.timestamp("us")
-                if c == "window_start"
-                else pa.int64(),
-            )
-            for c in cols
-        }
-    )
-    _bulk(store, "sync_folder_reports", t)
+
+    def kind(c: str) -> str:
+        return "VARCHAR" if c in text else "TIMESTAMP" if c == "window_start" else "BIGINT"
+
+    append(store, "sync_folder_reports", [(c, kind(c), [r.get(c) for r in rows]) for c in cols])
 
 
 def mark_synced(store: Store, mailbox_ids: Sequence[int], at: datetime) -> None:
     """A good sync: last_sync_at = last_good_sync_at = AT, transient failures reset (C4)."""
     if not mailbox_ids:
         return
-    t = pa.table({"id": pa.array(list(mailbox_ids), pa.int64())})
-    store.conn.register("_synced_ids", t)
-    try:
-        store.execute(
-            "UPDATE mailboxes SET last_sync_at = ?, last_good_sync_at = ?, transient_failures = 0,"
-            " failed_runs = 0 WHERE id IN (SELECT id FROM _synced_ids)",
-            [at, at],
-        )
-    finally:
-        store.conn.unregister("_synced_ids")
-
-
-def _bulk(store: Store, table: str, t: pa.Table) -> None:
-    name = f"_bulk_{table}_{id(t)}"
-    store.conn.register(name, t)
-    try:
-        cols = ", ".join(f'"{c}"' for c in t.column_names)
-        store.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}")
-    finally:
-        store.conn.unregister(name)
+    store.execute(
+        "UPDATE mailboxes SET last_sync_at = ?, last_good_sync_at = ?, transient_failures = 0,"
+        " failed_runs = 0 WHERE list_contains(?::BIGINT[], id)",
+        [at, at, [int(i) for i in mailbox_ids]],
+    )
 
 
 def mark_stale_runs(store: Store, mailbox_ids: Sequence[int]) -> int:
@@ -371,35 +348,27 @@ def add_ledger(store: Store, rows: Sequence[LedgerRow]) -> int:
         return 0
     rows = [_scrub_erased(r) for r in rows]
     now = _now()
-    t = pa.table(
-        {
-            "run_id": pa.array([r.run_id for r in rows], pa.int64()),
-            "mailbox_id": pa.array([r.mailbox_id for r in rows], pa.int64()),
-            "folder": pa.array([r.folder for r in rows], pa.string()),
-            "uidvalidity": pa.array([r.uidvalidity for r in rows], pa.int64()),
-            "uid": pa.array([r.uid for r in rows], pa.int64()),
-            "message_id": pa.array([r.message_id for r in rows], pa.string()),
-            "decision": pa.array([r.decision for r in rows], pa.string()),
-            "reason": pa.array([r.reason for r in rows], pa.string()),
-            "customers": pa.array([r.customers for r in rows], pa.list_(pa.string())),
-            "msg_date": pa.array([r.msg_date for r in rows], pa.timestamp("us")),
-            "from_addr": pa.array([r.from_addr for r in rows], pa.string()),
-            "subject": pa.array([r.subject for r in rows], pa.string()),
-            "identity": pa.array([r.identity for r in rows], pa.string()),
-            "to_addrs": pa.array([r.to_addrs for r in rows], pa.list_(pa.string())),
-            "cc_addrs": pa.array([r.cc_addrs for r in rows], pa.list_(pa.string())),
-            "internaldate": pa.array([r.internaldate for r in rows], pa.timestamp("us")),
-            "flags": pa.array([r.flags for r in rows], pa.string()),
-            "examined_at": pa.array([now] * len(rows), pa.timestamp("us")),
-        }
-    )
-    name = f"_ledger_{id(t)}"
-    store.conn.register(name, t)
-    try:
-        cols = ", ".join(t.column_names)
-        store.execute(f"INSERT INTO audit_ledger ({cols}) SELECT {cols} FROM {name}")
-    finally:
-        store.conn.unregister(name)
+    t: list[Column] = [
+        ("run_id", "BIGINT", [r.run_id for r in rows]),
+        ("mailbox_id", "BIGINT", [r.mailbox_id for r in rows]),
+        ("folder", "VARCHAR", [r.folder for r in rows]),
+        ("uidvalidity", "BIGINT", [r.uidvalidity for r in rows]),
+        ("uid", "BIGINT", [r.uid for r in rows]),
+        ("message_id", "VARCHAR", [r.message_id for r in rows]),
+        ("decision", "VARCHAR", [r.decision for r in rows]),
+        ("reason", "VARCHAR", [r.reason for r in rows]),
+        ("customers", "VARCHAR[]", [r.customers for r in rows]),
+        ("msg_date", "TIMESTAMP", [r.msg_date for r in rows]),
+        ("from_addr", "VARCHAR", [r.from_addr for r in rows]),
+        ("subject", "VARCHAR", [r.subject for r in rows]),
+        ("identity", "VARCHAR", [r.identity for r in rows]),
+        ("to_addrs", "VARCHAR[]", [r.to_addrs for r in rows]),
+        ("cc_addrs", "VARCHAR[]", [r.cc_addrs for r in rows]),
+        ("internaldate", "TIMESTAMP", [r.internaldate for r in rows]),
+        ("flags", "VARCHAR", [r.flags for r in rows]),
+        ("examined_at", "TIMESTAMP", [now] * len(rows)),
+    ]
+    append(store, "audit_ledger", t)  # new rows: an append, no ON CONFLICT
     return len(rows)
 
 
@@ -615,31 +584,22 @@ def record_errors(
         return 0
     now = _now()
     uids = list(errors)
-    t = pa.table(
-        {
-            "uid": pa.array(uids, pa.int64()),
-            "reason": pa.array([errors[u][0] for u in uids], pa.string()),
-            "error": pa.array([errors[u][1] for u in uids], pa.string()),
-        }
-    )
-    name = f"_errors_{id(t)}"
-    store.conn.register(name, t)
-    try:
-        store.execute(
-            "INSERT INTO message_errors (mailbox_id, folder, uidvalidity, uid, reason, error,"
-            " attempts, state, first_run_id, last_run_id, first_failed_at, last_failed_at)"
-            f" SELECT ?, ?, ?, uid, reason, error, 1, CASE WHEN ? <= 1 THEN 'given_up'"
-            f" ELSE 'retrying' END, ?, ?, ?, ? FROM {name}"
-            " ON CONFLICT (mailbox_id, folder, uidvalidity, uid) DO UPDATE SET"
-            " reason = excluded.reason, error = excluded.error,"
-            " attempts = message_errors.attempts + 1, last_run_id = excluded.last_run_id,"
-            " last_failed_at = excluded.last_failed_at, resolved_at = NULL,"
-            " state = CASE WHEN message_errors.attempts + 1 >= ? THEN 'given_up'"
-            " ELSE 'retrying' END",
-            [mailbox_id, folder, uidvalidity, bound, run_id, run_id, now, now, bound],
-        )
-    finally:
-        store.conn.unregister(name)
+    store.execute(
+        "INSERT INTO message_errors (mailbox_id, folder, uidvalidity, uid, reason, error,"
+        " attempts, state, first_run_id, last_run_id, first_failed_at, last_failed_at)"
+        " SELECT ?, ?, ?, unnest(?::BIGINT[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), 1,"
+        " CASE WHEN ? <= 1 THEN 'given_up' ELSE 'retrying' END, ?, ?, ?, ?"
+        " ON CONFLICT (mailbox_id, folder, uidvalidity, uid) DO UPDATE SET"
+        " reason = excluded.reason, error = excluded.error,"
+        " attempts = message_errors.attempts + 1, last_run_id = excluded.last_run_id,"
+        " last_failed_at = excluded.last_failed_at, resolved_at = NULL,"
+        " state = CASE WHEN message_errors.attempts + 1 >= ? THEN 'given_up'"
+        " ELSE 'retrying' END",
+        [
+            mailbox_id, folder, uidvalidity, uids, [errors[u][0] for u in uids],
+            [errors[u][1] for u in uids], bound, run_id, run_id, now, now, bound,
+        ],
+    )  # fmt: skip
     return int(
         store.scalar(
             "SELECT count(*) FROM message_errors WHERE mailbox_id = ? AND folder = ?"
