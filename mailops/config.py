@@ -39,6 +39,7 @@ class Settings:
     )
     max_message_bytes: int = 50 * 1024 * 1024  # S12: larger messages are skipped (too_large)
     sync_parallel: int = 8  # S1: mailboxes synced at once (one connection each; server-bound)
+    sync_login_parallel: int = 4  # logins (TCP + TLS + LOGIN) to one server at once; 0 = no bound
     sync_retries: int = 3  # transient failures retried per sync, jittered exponential backoff
     sync_retry_base: float = 1.0  # seconds; first backoff step
     # DuckDB buffer cap while syncing (keeps RSS flat); "" = DuckDB default

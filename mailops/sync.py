@@ -319,6 +319,9 @@ def _account_not_examined(
     """S11: each folder the run does not examine, with why and how much the server holds
     there (from the LIST-STATUS answer; on servers without it a STATUS each, only in runs
     that found something new, so a no-change round stays one round trip per mailbox)."""
+    ask = [f.name for f, why in skipped if not statuses.get(f.name) and why != "no_select"]
+    if len(ask) > 1 and (ctx.result.folders_changed or not ctx.checkpoints):
+        statuses = {**statuses, **imap.statuses(client, ask, ctx.condstore)}  # pipelined
     for folder, why in skipped:
         st = statuses.get(folder.name)
         if not st and why == "no_select":
@@ -716,6 +719,9 @@ def _run_mailbox(ctx: _Ctx, pool: SessionPool | None = None) -> None:
     with session_for(ctx.mailbox, ctx.settings, listing, pool=pool) as session:
         folders_listed, statuses = session.first
         folders, not_examined = plan_folders(folders_listed, ctx.mailbox.folders)
+        ask = [f.name for f in folders if b"UIDVALIDITY" not in statuses.get(f.name, {})]
+        if len(ask) > 1:  # no LIST-STATUS: one pipelined round trip, not a STATUS each
+            statuses = {**statuses, **imap.statuses(session.client, ask, ctx.condstore)}
         if ctx.batches:  # a retry: re-read what the committed units checkpointed
             with ctx.gate:
                 ctx.checkpoints = state.checkpoints(ctx.store, ctx.mailbox.id)

@@ -4,6 +4,8 @@ fast FETCH parser, the special-folder finder that sync and send share."""
 from __future__ import annotations
 
 import io
+import time
+from pathlib import Path
 
 import pytest
 from send_support import make_party
@@ -212,3 +214,142 @@ def test_E3_sent_folder_created_only_when_none_exists(
     with session_for(mb, settings, _sent_folder) as s:
         assert s.first == "Sent"
         assert "Sent" in {n for _, _, n in commands.list_folders(s.client)}
+
+
+class _Wire:
+    """Records what imaplib sends and when a command's completion is read."""
+
+    def __init__(self, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+        import imaplib
+
+        self.events: list[tuple[str, bytes]] = []
+        send, complete = imaplib.IMAP4.send, imaplib.IMAP4._command_complete
+
+        def spy_send(imap, data):  # type: ignore[no-untyped-def]
+            words = bytes(data).split(b" ", 2)
+            self.events.append(("send", words[1].strip().upper() if len(words) > 1 else b""))
+            return send(imap, data)
+
+        def spy_complete(imap, name, tag):  # type: ignore[no-untyped-def]
+            self.events.append(("done", name.encode().upper()))
+            return complete(imap, name, tag)
+
+        monkeypatch.setattr(imaplib.IMAP4, "send", spy_send)
+        monkeypatch.setattr(imaplib.IMAP4, "_command_complete", spy_complete)
+
+    def sent(self) -> list[bytes]:
+        return [name for what, name in self.events if what == "send"]
+
+
+def test_S1_login_takes_capabilities_from_the_greeting_and_logs_out_without_waiting(
+    store, settings, password_mailbox, mailserver, monkeypatch
+):
+    """No CAPABILITY round trip before LOGIN (Dovecot's greeting has them), the session's
+    capabilities are the post-login ones, and a finished session sends LOGOUT without
+    waiting for the BYE; Dovecot still logs it as a logout."""
+    from mailops.imap.sessions import login
+
+    mb, _ = password_mailbox()
+    wire = _Wire(monkeypatch)
+    with session_for(mb, settings, lambda c: commands.capabilities(c)) as s:
+        assert b"LIST-STATUS" in s.first and b"CONDSTORE" in s.first  # post-login
+    assert wire.sent() == [b"LOGIN", b"LOGOUT"]
+    assert wire.events[-1] == ("send", b"LOGOUT")  # not waited for
+    c = login(mb, settings)
+    try:
+        commands.select(c, "INBOX")  # the session works on
+    finally:
+        c.logout()
+    log = Path(mailserver.root) / "log" / "dovecot.log"
+    mine = f"imap({mb.address})"
+    for _ in range(50):
+        lines = [x for x in log.read_text(errors="replace").splitlines() if mine in x]
+        if len([x for x in lines if "Disconnected" in x]) >= 2:
+            break
+        time.sleep(0.05)
+    ends = [x.split(": Info: ", 1)[-1] for x in lines if "Disconnected" in x]
+    assert ends and all(x.startswith("Disconnected: Logged out") for x in ends), ends
+
+
+def test_S1_status_is_pipelined_without_list_status(
+    store, settings, password_mailbox, mailserver, monkeypatch
+):
+    """A server without LIST-STATUS: the STATUS of every folder to sync goes out before the
+    first answer is read (one round trip), and the sync sees the same counters."""
+    mb, pw = password_mailbox()
+    add_customer(store, "c-a", "a@cust.test")
+    append(mailserver, mb.address, pw, [make_msg("a@cust.test", mb.address, subject="in")])
+    append(mailserver, mb.address, pw, [make_msg(mb.address, "a@cust.test")], folder="Sent")
+    c = imap(mailserver, mb.address, pw)
+    try:
+        _, with_list_status = commands.list_with_status(c, condstore=True)
+        piped = commands.statuses(c, ["INBOX", "Sent", "No such folder", "Drafts"], True)
+        assert piped == {k: with_list_status[k] for k in ("INBOX", "Sent", "Drafts")}
+    finally:
+        c.logout()
+    real = commands.capabilities
+    monkeypatch.setattr(commands, "capabilities", lambda client: real(client) - {b"LIST-STATUS"})
+    wire = _Wire(monkeypatch)
+    r = sync_mailbox(store, settings, mb)
+    assert (r.status, r.stored) == ("ok", 2), r.one_line()
+    sent = wire.sent()
+    assert b"LIST" in sent and sent.count(b"STATUS") >= 2
+    # every STATUS goes out in groups: all of a group before the first answer is read
+    groups, waiting = [], 0
+    for what, name in wire.events:
+        if (what, name) == ("send", b"STATUS"):
+            waiting += 1
+        elif (what, name) == ("done", b"STATUS") and waiting:
+            groups.append(waiting)
+            waiting = 0
+    assert groups[0] >= 2 and len(groups) <= 2, groups  # folders to sync; those not examined
+    assert sum(groups) == sent.count(b"STATUS")
+    wire.events.clear()
+    r2 = sync_mailbox(store, settings, mb)  # unchanged: no SELECT, counters from STATUS
+    assert (r2.status, r2.folders_changed) == ("ok", 0)
+    assert b"SELECT" not in wire.sent() and b"EXAMINE" not in wire.sent()
+
+
+def test_S1_C4_logins_in_parallel_are_bounded_and_one_refused_stops_no_other(
+    store, settings, password_mailbox, mailserver, monkeypatch
+):
+    """sync_all logs in to several mailboxes at once, at most ``sync_login_parallel`` at a
+    time per server; a refused login fails its own mailbox only (O1: the exit code says so)."""
+    import dataclasses
+    import threading
+
+    from mailops.auth import password_ref
+    from mailops.imap import sessions
+    from mailops.secrets import SecretStore
+    from mailops.sync import summarize, sync_all
+
+    add_customer(store, "c-a", "a@cust.test")
+    boxes = []
+    for i in range(6):
+        mb, pw = password_mailbox(owner=f"user-{i}")
+        append(mailserver, mb.address, pw, [make_msg("a@cust.test", mb.address, subject=f"{i}")])
+        boxes.append(mb)
+    SecretStore(settings).put(password_ref(boxes[2].id), "wrong-password")
+    now, peak, lock = [0], [0], threading.Lock()
+    real = sessions._Client
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *a, **kw):  # type: ignore[no-untyped-def]
+            with lock:
+                now[0] += 1
+                peak[0] = max(peak[0], now[0])
+            try:
+                time.sleep(0.05)
+                super().__init__(*a, **kw)
+            finally:
+                with lock:
+                    now[0] -= 1
+
+    monkeypatch.setattr(sessions, "_Client", Counting)
+    bounded = dataclasses.replace(settings, sync_login_parallel=2, sync_retries=1)
+    results = sync_all(store, bounded, parallel=6)
+    assert peak[0] == 2
+    by_id = {r.mailbox_id: r for r in results}
+    assert by_id[boxes[2].id].error_code == "auth_failed"
+    assert sorted(r.stored for r in results if r.mailbox_id != boxes[2].id) == [1] * 5
+    assert summarize(results)["exit_code"] != 0  # O1

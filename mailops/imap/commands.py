@@ -7,6 +7,7 @@ never silently inside the sync engine.
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +32,7 @@ __all__ = [
     "search",
     "select",
     "status_items",
+    "statuses",
     "uid_set",
     "unselect",
 ]
@@ -152,9 +154,6 @@ def list_with_status(
     caps = capabilities(client)
     if b"LIST-STATUS" not in caps or getattr(client, "_imap", None) is None:
         return list_folders(client), {}
-    from imapclient.imap_utf7 import decode as decode_utf7
-    from imapclient.response_parser import parse_response
-
     items = " ".join(i.decode() for i in status_items(condstore))
     ret = (
         "(SPECIAL-USE STATUS (" + items + "))" if b"SPECIAL-USE" in caps else f"(STATUS ({items}))"
@@ -163,8 +162,21 @@ def list_with_status(
     status_lines = client._imap.untagged_responses.pop("STATUS", [])
     data = _untagged(client, typ, data, "LIST")
     listing = [(f[0], f[1], str(f[2])) for f in client._proc_folder_list(data)]
-    statuses: dict[str, dict[bytes, int]] = {}
-    for line in status_lines:
+    statuses = _status_lines(client, status_lines)
+    return listing, statuses
+
+
+def folder_status(client: IMAPClient, name: str, condstore: bool) -> dict[bytes, int]:
+    return {k: int(v) for k, v in client.folder_status(name, status_items(condstore)).items()}
+
+
+def _status_lines(client: IMAPClient, lines: Iterable[Any]) -> dict[str, dict[bytes, int]]:
+    """Untagged ``* STATUS name (K v ...)`` responses -> {folder: {K: v}}."""
+    from imapclient.imap_utf7 import decode as decode_utf7
+    from imapclient.response_parser import parse_response
+
+    out: dict[str, dict[bytes, int]] = {}
+    for line in lines:
         try:
             name, values = parse_response([line])
         except (ValueError, TypeError):
@@ -172,12 +184,46 @@ def list_with_status(
         if isinstance(name, bytes):
             name = decode_utf7(name) if client.folder_encode else name.decode()
         it = iter(values)
-        statuses[str(name)] = {bytes(k).upper(): int(v) for k, v in zip(it, it, strict=False)}
-    return listing, statuses
+        out[str(name)] = {bytes(k).upper(): int(v) for k, v in zip(it, it, strict=False)}
+    return out
 
 
-def folder_status(client: IMAPClient, name: str, condstore: bool) -> dict[bytes, int]:
-    return {k: int(v) for k, v in client.folder_status(name, status_items(condstore)).items()}
+def statuses(
+    client: IMAPClient, names: Sequence[str], condstore: bool
+) -> dict[str, dict[bytes, int]]:
+    """STATUS of every folder in NAMES, pipelined: all the commands are sent before the
+    first answer is read, so N folders cost one round trip, not N (servers without
+    LIST-STATUS). A folder the server refuses (NO/BAD) is left out: the caller asks it
+    alone and sees the refusal there. A dropped session raises."""
+    imap = getattr(client, "_imap", None)
+    if not names:
+        return {}
+    if imap is None or len(names) == 1:
+        out: dict[str, dict[bytes, int]] = {}
+        for name in names:
+            try:
+                out[name] = folder_status(client, name, condstore)
+            except imaplib.IMAP4.error as e:
+                if isinstance(e, imaplib.IMAP4.abort):
+                    raise
+        return out
+    items = "(" + " ".join(i.decode() for i in status_items(condstore)) + ")"
+    imap.untagged_responses.pop("STATUS", None)
+    tags = [imap._command("STATUS", client._normalise_folder(n), items) for n in names]
+    refused = 0
+    for tag in tags:
+        try:
+            typ, _ = imap._command_complete("STATUS", tag)
+        except imaplib.IMAP4.error as e:  # BAD
+            if isinstance(e, imaplib.IMAP4.abort):
+                raise
+            typ = "BAD"
+        refused += typ != "OK"
+    got = _status_lines(client, imap.untagged_responses.pop("STATUS", []))
+    if refused:
+        log.debug("pipelined STATUS: %d of %d folders refused", refused, len(names))
+    wanted = set(names)
+    return {k: v for k, v in got.items() if k in wanted}
 
 
 def select(client: IMAPClient, name: str, *, readonly: bool = True) -> dict[bytes, Any]:
