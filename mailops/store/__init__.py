@@ -206,7 +206,7 @@ class Store:
             # (store.literals). Not on a lake: its dialect reads the SQL text with patterns.
             text = inline(sql, params)
             return self.conn.execute(sql, params or []) if text is None else self.conn.execute(text)
-        if not self._tx_depth and lake.is_write(sql):
+        if not self._tx_depth and lake.is_write(sql):  # nextval() too: ids need the lock
             with self.transaction():
                 result = self.dialect.run(self.conn, sql, params)
                 return result if isinstance(result, list) else result.fetchall()
@@ -274,8 +274,8 @@ class Store:
         if self._write_lock is not None:  # D1: one committer at a time on the lake
             self._write_lock.acquire()
         try:
-            if self.dialect is not None:
-                self.dialect.reseed(conn)
+            if self.dialect is not None and self._write_lock is not None:
+                self.dialect.reseed(conn, self._write_lock)
             conn.execute("BEGIN TRANSACTION")
             self._tx_depth = 1
             try:
@@ -293,11 +293,13 @@ class Store:
                     conn.execute("COMMIT")
                 except duckdb.Error as e:
                     raise StoreError(f"could not commit to {self.path}: {e}") from None
-                if self.dialect is not None:
-                    self.dialect.committed(conn)
         finally:
             if self._write_lock is not None:
-                self._write_lock.release()
+                try:
+                    if self.dialect is not None:
+                        self.dialect.publish(conn, self._write_lock)
+                finally:
+                    self._write_lock.release()
 
     # -- migrations -----------------------------------------------------------------
     def _ensure_migrations_table(self) -> None:

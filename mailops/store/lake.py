@@ -13,9 +13,13 @@ What DuckLake lacks, and what stands in for it here:
   created in the lake (``migrate``). The keys the migrations declare are kept in
   ``lake_keys``; an ``INSERT ... ON CONFLICT`` of the package becomes a ``MERGE INTO`` on
   those keys (``translate``), so a retried batch stores nothing twice.
-* **No sequences.** Each writing session has temporary sequences of the same names, seeded
-  from the lake's largest id before each write transaction (``Dialect.reseed``), and the
-  column defaults (``nextval('activity_seq')``) resolve to them. ``INSERT ... RETURNING id``
+* **No sequences.** Each writing session has temporary sequences of the same names, and
+  the column defaults (``nextval('activity_seq')``) resolve to them. Every id is taken
+  under the write lock: before, each sequence moves past the highest id any session took
+  (``lake_ids``, a PostgreSQL table); after, the session records the ids it took there
+  (``Dialect.reseed`` / ``publish``) -- ids already handed out but not yet written (a sync
+  numbers its runs first) included. So ids grow in the order they are taken, across
+  workers, as on one file ("the latest run" is the largest id). ``INSERT ... RETURNING id``
   (not supported for lake tables) takes its id from that sequence first.
 * **Optimistic commits.** Two transactions inserting the same new message (two mailboxes
   that both received it) would both succeed, and a MERGE cannot see the other's row. Write
@@ -167,6 +171,7 @@ class WriteLock:
         self.target = target
         self.timeout = timeout
         self._pg: Any = None
+        self._ids_table = False
         self._since = 0.0
         #: how often this session took the lock, how long it waited and held it (the
         #: lake's one shared resource: bench/lake_bench.py reads these)
@@ -200,6 +205,12 @@ class WriteLock:
             self._since = time.perf_counter()
             self.acquired += 1
             self.waited_s += self._since - start
+            if not self._ids_table:  # under the lock: workers starting together create it once
+                pg.execute(
+                    "CREATE TABLE IF NOT EXISTS mailops_lake_ids"
+                    " (name TEXT PRIMARY KEY, hi BIGINT NOT NULL)"
+                )
+                self._ids_table = True
         except psycopg.errors.LockNotAvailable:
             raise StoreBusy(
                 f"lake {self.target.dsn}: another writer held the store for {self.timeout:.0f} s",
@@ -208,6 +219,18 @@ class WriteLock:
         except psycopg.Error as e:
             self.close()
             raise StoreError(f"lake catalog {self.target.dsn}: {str(e).strip()}") from None
+
+    def marks(self) -> dict[str, int]:
+        """The highest id any session took, per sequence (the lock held)."""
+        rows = self._conn().execute("SELECT name, hi FROM mailops_lake_ids").fetchall()
+        return {str(name): int(hi) for name, hi in rows}
+
+    def raise_marks(self, taken: dict[str, int]) -> None:
+        self._conn().cursor().executemany(
+            "INSERT INTO mailops_lake_ids (name, hi) VALUES (%s, %s) ON CONFLICT (name)"
+            " DO UPDATE SET hi = greatest(mailops_lake_ids.hi, excluded.hi)",
+            list(taken.items()),
+        )
 
     def release(self) -> None:
         if self._since:
@@ -358,7 +381,7 @@ _RETURNING_UPDATE = re.compile(
     r"\s+RETURNING\s+(?P<ret>\w+)\s*$",
     re.S | re.I,
 )
-_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER)\b", re.I)
+_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER)\b|nextval\(", re.I)
 
 
 def _names(cols: str) -> list[str]:
@@ -370,7 +393,8 @@ def _bare(name: str) -> str:
 
 
 def is_write(sql: str) -> bool:
-    return bool(_WRITE.match(sql))
+    """A statement that changes the lake, or takes a sequence number."""
+    return bool(_WRITE.search(sql)) if "nextval" in sql.lower() else bool(_WRITE.match(sql))
 
 
 @dataclass
@@ -380,11 +404,12 @@ class Dialect:
 
     keys: dict[str, list[list[str]]] = field(default_factory=dict)
     sequences: dict[str, tuple[str, str]] = field(default_factory=dict)
-    seeded_at: int | None = None
+    #: per sequence, the highest id this session knows to be taken (by anyone)
+    known: dict[str, int] = field(default_factory=dict)
 
     def load(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Read the keys and sequences the migrations recorded; create the session's
-        temporary sequences (seeded before the first write)."""
+        temporary sequences (placed before the first write)."""
         exists = conn.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = ?"
             " AND table_name = 'lake_keys'",
@@ -405,36 +430,45 @@ class Dialect:
         }
         for seq in self.sequences:
             conn.execute(f"CREATE TEMP SEQUENCE IF NOT EXISTS {seq}")
-        self.seeded_at = None
+        self.known = {}
 
-    @staticmethod
-    def snapshot(conn: duckdb.DuckDBPyConnection) -> int:
-        row = conn.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()
-        return int(row[0]) if row else 0
-
-    def reseed(self, conn: duckdb.DuckDBPyConnection) -> None:
-        """Before a write (the write lock held): when another writer has committed since
-        this session last looked, start each sequence after the lake's largest id."""
+    def reseed(self, conn: duckdb.DuckDBPyConnection, lock: WriteLock) -> None:
+        """Before a write (the write lock held): move each sequence past the highest id
+        any session took. A session's first write also looks at the lake's own ids."""
         if not self.sequences:
             return
-        now = self.snapshot(conn)
-        if now == self.seeded_at:
-            return
-        names = list(self.sequences)
-        picks = ", ".join(
-            f'(SELECT coalesce(max("{col}"), 0) FROM {table})'
-            for table, col in (self.sequences[n] for n in names)
-        )
-        row = conn.execute(f"SELECT {picks}").fetchone() or ()
-        for name, top in zip(names, row, strict=True):
-            conn.execute(f"CREATE OR REPLACE TEMP SEQUENCE {name} START WITH {int(top) + 1}")
-        self.seeded_at = now
+        marks = lock.marks()
+        if not self.known:
+            names = list(self.sequences)
+            picks = ", ".join(
+                f'(SELECT coalesce(max("{col}"), 0) FROM {table})'
+                for table, col in (self.sequences[n] for n in names)
+            )
+            row = conn.execute(f"SELECT {picks}").fetchone() or ()
+            for name, top in zip(names, row, strict=True):
+                marks[name] = max(marks.get(name, 0), int(top))
+        for name in self.sequences:
+            hi = marks.get(name, 0)
+            if name not in self.known or hi > self.known[name]:
+                conn.execute(f"CREATE OR REPLACE TEMP SEQUENCE {name} START WITH {hi + 1}")
+                self.known[name] = hi
 
-    def committed(self, conn: duckdb.DuckDBPyConnection) -> None:
-        """After this session's own commit (the lock still held): its sequences are
-        current at the new snapshot."""
-        if self.seeded_at is not None:
-            self.seeded_at = self.snapshot(conn)
+    def publish(self, conn: duckdb.DuckDBPyConnection, lock: WriteLock) -> None:
+        """After a write (the lock still held), committed or not: record the ids this
+        session took, so no other session takes them again."""
+        if not self.sequences:
+            return
+        taken = {
+            str(name): int(last)
+            for name, last in conn.execute(
+                "SELECT sequence_name, last_value FROM duckdb_sequences()"
+                " WHERE database_name = 'temp' AND last_value IS NOT NULL"
+            ).fetchall()
+            if name in self.sequences and int(last) > self.known.get(name, 0)
+        }
+        if taken:
+            lock.raise_marks(taken)
+            self.known.update(taken)
 
     def sequence_of(self, table: str, column: str) -> str | None:
         for name, (t, c) in self.sequences.items():
