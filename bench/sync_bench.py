@@ -192,6 +192,7 @@ def worker(args: argparse.Namespace) -> None:
         stats = pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative")
         stats.print_stats(30)
         stats.sort_stats("tottime").print_stats(25)
+        print(where_the_time_goes(stats), file=sys.stderr)
     t_sync = time.perf_counter() - t1
     t_close0 = time.perf_counter()
     store.close()  # DuckDB checkpoints its WAL into the file here
@@ -200,6 +201,44 @@ def worker(args: argparse.Namespace) -> None:
         import_s=t_import, open_s=t_open, sync_s=t_sync, close_s=time.perf_counter() - t_close0
     )
     print(json.dumps(out))
+
+
+#: (share of the profile, group) by where a function lives: the first that matches
+PROFILE_GROUPS = [
+    ("mailops/store/", "store (DuckDB calls)"),
+    ("duckdb", "store (DuckDB calls)"),
+    ("mailops/imap/", "IMAP reading and the FETCH parser"),
+    ("imapclient", "IMAP reading and the FETCH parser"),
+    ("imaplib", "IMAP reading and the FETCH parser"),
+    ("ssl.py", "TLS and the socket"),
+    ("socket.py", "TLS and the socket"),
+    ("<method 'read' of '_ssl", "TLS and the socket"),
+    ("<method 'recv", "TLS and the socket"),
+    ("mailops/parse", "message and header parsing"),
+    ("email/", "message and header parsing"),
+    ("mailops/match", "decisions (match)"),
+    ("mailops/", "other mailops"),
+]
+
+
+def where_the_time_goes(stats: Any) -> str:
+    """The profile's own time (tottime) summed by PROFILE_GROUPS, largest first."""
+    groups: dict[str, float] = {}
+    others: list[tuple[float, str]] = []
+    total = 0.0
+    for (path, _line, name), row in stats.stats.items():
+        own = row[2]
+        total += own
+        label = f"{path} {name}"
+        group = next((g for key, g in PROFILE_GROUPS if key in label), "other")
+        groups[group] = groups.get(group, 0.0) + own
+        if group == "other":
+            others.append((own, f"{Path(path).name}:{name}"))
+    lines = [f"where the time goes (own time, {total:.2f} s profiled):"]
+    for group, secs in sorted(groups.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {secs / total:5.1%}  {secs:6.2f} s  {group}")
+    top = ", ".join(f"{label} {secs:.2f} s" for secs, label in sorted(others, reverse=True)[:6])
+    return "\n".join([*lines, f"  largest of other: {top}"])
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
