@@ -10,7 +10,9 @@ runs it:
 - ``mbsync -a`` on the same M accounts into a Maildir (when mbsync is installed: apt
   package ``isync``), synced once before,
 
-and prints the medians, all runs and the ratio. ``--tree DIR`` adds another source tree
+and a raw-socket floor (TLS + LOGIN + LIST-STATUS of every mailbox on bare sockets, 4 at
+once: what the server costs), and prints the medians (wall, and the client's CPU time,
+which says more on a loaded machine), all runs and the ratios. ``--tree DIR`` adds another source tree
 (e.g. ``git worktree add /tmp/before <commit>``) timed in alternating order, for an A/B.
 
     .venv/bin/python bench/many_mailboxes_bench.py                    # 100 mailboxes, 7 rounds
@@ -24,28 +26,62 @@ import argparse
 import json
 import os
 import shutil
+import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds of the child (user + sys, ``os.wait4``) and its stdout."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise SystemExit(f"{' '.join(cmd[:6])} failed ({proc.returncode}):\n{tail}")
+    return wall, usage.ru_utime + usage.ru_stime, out.decode()
+
+
+def raw_floor(state: Any, users: list[tuple[str, str]], concurrency: int) -> float:
+    """What the server costs: TLS + LOGIN + LIST-STATUS + LOGOUT of every mailbox on bare
+    sockets, CONCURRENCY at a time, no parsing (the floor any client pays here)."""
+    ctx = ssl.create_default_context(cafile=state.ca_file)
+    items = b"(SPECIAL-USE STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"
+
+    def one(user: tuple[str, str]) -> None:
+        raw = socket.create_connection(("127.0.0.1", state.imaps_port))
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            f = s.makefile("rb")
+            f.readline()
+            s.sendall(b'a LOGIN "%s" "%s"\r\n' % (user[0].encode(), user[1].encode()))
+            while not f.readline().startswith(b"a "):
+                pass
+            s.sendall(b'b LIST "" "*" RETURN ' + items + b"\r\nc LOGOUT\r\n")
+            while not f.readline().startswith(b"b "):
+                pass
+
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True)
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(
-            f"{' '.join(cmd[:6])} failed ({done.returncode}):\n{done.stderr.decode()[-2000:]}"
-        )
-    return wall, done.stdout.decode()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, users))
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -74,6 +110,7 @@ def main() -> None:
     trees = [str(ROOT), *(str(Path(t).resolve()) for t in args.tree)]
     mbsync = None if args.no_mbsync else shutil.which("mbsync")
     times: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     detail: dict[str, dict] = {}
     try:
         state = server.start()
@@ -102,10 +139,13 @@ def main() -> None:
                 )
             store.close()
             env = dict(os.environ, PYTHONPATH=tree, MAILOPS_SECRETS_DIR=str(secrets))
+            # as installed: bytecode cached (this session's shells set PYTHONDONTWRITEBYTECODE,
+            # which made every fresh process compile ~70 modules again: ~0.1-0.2 s)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
             if args.parallel:
                 env["MAILOPS_SYNC_PARALLEL"] = str(args.parallel)
             stores[tree] = env
-            first, out = timed([sys.executable, "-m", "mailops.cli", "--db", str(db), "sync",
+            first, _, out = timed([sys.executable, "-m", "mailops.cli", "--db", str(db), "sync",
                                 "--json"], env)  # fmt: skip
             print(f"first sync ({tree}): {first:.2f} s", file=sys.stderr)
         if mbsync:
@@ -113,19 +153,26 @@ def main() -> None:
             maildir.mkdir()
             sync_bench.mbsync_rc(rc, state, users, maildir)
             timed([mbsync, "-c", str(rc), "-a", "-q"], dict(os.environ))
+        raw_floor(state, users, 4)  # warm
         for rnd in range(max(5, args.rounds)):
-            order = [*trees, *(["mbsync"] if mbsync else [])]
+            order = [*trees, *(["mbsync"] if mbsync else []), "floor"]
             for what in order if rnd % 2 == 0 else order[::-1]:
-                if what == "mbsync":
-                    wall, _ = timed([mbsync, "-c", str(rc), "-a", "-q"], dict(os.environ))
+                if what == "floor":
+                    label = "raw-socket floor (TLS+LOGIN+LIST-STATUS, 4 at once, in-process)"
+                    times.setdefault(label, []).append(raw_floor(state, users, 4))
+                    continue
+                if what == "mbsync" and mbsync:
+                    wall, cpu, _ = timed([mbsync, "-c", str(rc), "-a", "-q"], dict(os.environ))
                     times.setdefault("mbsync -a (isync)", []).append(wall)
+                    cpus.setdefault("mbsync -a (isync)", []).append(cpu)
                     continue
                 env = stores[what]
                 db = tmp / f"many{trees.index(what)}.duckdb"
                 cmd = [sys.executable, "-m", "mailops.cli", "--db", str(db), "sync", "--json"]
-                wall, out = timed(cmd, env)
+                wall, cpu, out = timed(cmd, env)
                 label = "mailops sync" + ("" if what == trees[0] else f" ({what})")
                 times.setdefault(label, []).append(wall)
+                cpus.setdefault(label, []).append(cpu)
                 try:
                     detail[label] = json.loads(out)
                 except ValueError:
@@ -140,18 +187,20 @@ def main() -> None:
         f" process each run, {len(times['mailops sync'])} runs, {os.cpu_count()} cores,"
         f" load {os.getloadavg()[0]:.1f}\n"
     )
-    print("| tool | median s | all runs s |")
-    print("|---|---:|---|")
-    for k, v in med.items():
-        print(f"| {k} | {v:.2f} | {' '.join(f'{x:.2f}' for x in times[k])} |")
+    print("| tool | median wall s | median client CPU s | all runs (wall) s |")
+    print("|---|---:|---:|---|")
+    for name, wall_s in med.items():
+        cpu_s = f"{statistics.median(cpus[name]):.2f}" if name in cpus else ""
+        runs = " ".join(f"{x:.2f}" for x in times[name])
+        print(f"| {name} | {wall_s:.2f} | {cpu_s} | {runs} |")
     ours = med["mailops sync"]
-    for k, v in med.items():
-        if k != "mailops sync":
-            print(f"mailops sync / {k}: {ours / v:.2f}")
-    d = detail.get("mailops sync") or {}
-    if isinstance(d, dict) and d.get("summary"):
-        s = d["summary"]
-        print(f"last run: {s.get('mailboxes')} mailboxes, {s.get('failed')} failed")
+    for name, wall_s in med.items():
+        if name != "mailops sync":
+            print(f"mailops sync / {name}: {ours / wall_s:.2f}")
+    last = detail.get("mailops sync") or {}
+    if isinstance(last, dict) and last.get("summary"):
+        summary = last["summary"]
+        print(f"last run: {summary.get('mailboxes')} mailboxes, {summary.get('failed')} failed")
 
 
 if __name__ == "__main__":

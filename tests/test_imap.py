@@ -4,6 +4,7 @@ fast FETCH parser, the special-folder finder that sync and send share."""
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 
@@ -101,6 +102,46 @@ def test_S1_one_round_trip_lists_folders_with_their_status(
         assert {"INBOX", "Sent", "Drafts"} <= {name for _, _, name in listing}
         assert statuses["INBOX"][b"MESSAGES"] == 1
         assert statuses["INBOX"] == c.folder_status("INBOX", list(statuses["INBOX"]))
+    finally:
+        c.logout()
+
+
+def test_S1_list_status_of_odd_folder_names_as_imapclient_reads_them(
+    store, settings, password_mailbox, mailserver, monkeypatch
+):
+    """The one-regex LIST/STATUS reader on the names users make: spaces, quotes,
+    backslashes, umlauts (modified UTF-7), digits only, children; the same as imapclient's
+    LIST and a STATUS each."""
+    mb, pw = password_mailbox()
+    names = [
+        "Ordner mit Leerzeichen",
+        'Quote"d',
+        "Back\\slash",
+        "Grüße",
+        "2026",
+        "Kunden/Müller & Co",
+    ]
+    c = imap(mailserver, mb.address, pw)
+    try:
+        for name in names:
+            c.create_folder(name)
+        c.append("Grüße", make_msg("a@cust.test", mb.address))
+        with monkeypatch.context() as m:  # the regexes read every line themselves
+            m.setattr(c, "_proc_folder_list", None)
+            m.setattr("imapclient.response_parser.parse_response", None)
+            listing, statuses = commands.list_with_status(c, condstore=True)
+        with monkeypatch.context() as m:  # the same answer through imapclient's parser
+            m.setattr(commands, "_fast_listing", lambda client, data: None)
+            m.setattr(commands, "_STATUS_LINE_RE", re.compile(rb"(?!)"))
+            theirs, their_statuses = commands.list_with_status(c, condstore=True)
+        assert sorted(theirs) == sorted(listing) and their_statuses == statuses
+        assert set(names) <= {n for _, _, n in listing}
+        for flags, _, name in listing:
+            if b"\\Noselect" not in flags:
+                assert statuses[name] == c.folder_status(name, list(statuses[name])), name
+        assert statuses["Grüße"][b"MESSAGES"] == 1
+        piped = commands.statuses(c, names, condstore=True)
+        assert piped == {n: statuses[n] for n in names}
     finally:
         c.logout()
 
