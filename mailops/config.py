@@ -30,7 +30,7 @@ class Settings:
     send_max_bytes: int = 20 * 1024 * 1024  # total size of one outgoing email
     sync_interval_min: int = 10  # S1: 10-30 minutes, jittered
     sync_interval_max: int = 30
-    sync_batch: int = 1000  # UIDs per header FETCH and per committed transaction
+    sync_batch: int = 5000  # UIDs per header FETCH and per committed transaction (issue 14)
     socket_timeout: float = 30.0
     ca_file: str = ""  # extra CA to trust (the devserver's local CA)
     log_level: str = "WARNING"

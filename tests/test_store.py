@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 from mailops.errors import StoreBusy
-from mailops.store import Store
+from mailops.store import Store, readers
 from mailops.store.migrations import MIGRATIONS, Migration
 
 
@@ -94,11 +95,12 @@ def test_locked_store_gives_store_busy_not_a_traceback(tmp_path):
 
 
 def test_R2_long_writer_yields_to_readers_and_keeps_its_settings(tmp_path):
-    """A sync releases the file between batches once it held it a while (readers get in);
-    connection settings such as its memory cap come back after the reopen."""
+    """A sync releases the file between batches once it held it a while and someone waits
+    (readers get in); connection settings such as its memory cap come back after the reopen."""
     path = tmp_path / "w.duckdb"
     writer = Store(path)
     writer.on_open("SET memory_limit = '64MB'")
+    readers.announce(str(path))
     assert writer.yield_to_readers(min_hold=60) is False  # held only briefly: keep it
     with writer.transaction():
         writer.execute("INSERT INTO users (id, email) VALUES ('u1', 'a@x.test')")
@@ -117,4 +119,46 @@ def test_R2_long_writer_yields_to_readers_and_keeps_its_settings(tmp_path):
     )
     assert reader.stdout.strip() == "1", reader.stderr
     assert writer.scalar("SELECT current_setting('memory_limit')") == "61.0 MiB"  # 64 MB
+    writer.close()
+
+
+def test_R2_writer_keeps_the_file_while_nobody_waits_and_lets_a_waiting_reader_in(tmp_path):
+    """No close/reopen (a WAL checkpoint each) between a sync's units while no other process
+    waits; a reader blocked on the lock announces itself and is let in at the next unit."""
+    path = tmp_path / "w.duckdb"
+    writer = Store(path)
+    writer.conn  # noqa: B018 - open it
+    opened = writer._opened_at
+    assert writer.yield_to_readers(min_hold=0) is False  # nobody waits
+    assert writer._conn is not None and writer._opened_at == opened
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from mailops.store import Store;"
+            f"s = Store({str(path)!r}, read_only=True, busy_timeout=60, migrate=False);"
+            "print(s.scalar('SELECT count(*) FROM users'))",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not readers.waiting(str(path)):  # it found the file locked and said so
+            assert reader.poll() is None, reader.stderr.read() if reader.stderr else ""
+            assert time.monotonic() < deadline, "the reader never announced itself"
+            time.sleep(0.01)
+        with writer.transaction():
+            writer.execute("INSERT INTO users (id, email) VALUES ('u1', 'a@x.test')")
+        assert writer.yield_to_readers(min_hold=0) is True
+        assert not readers.waiting(str(path))  # answered
+        out, err = reader.communicate(timeout=60)
+        assert out.strip() == "1", err
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+    assert writer.scalar("SELECT count(*) FROM users") == 1  # reopened on use
+    # a waiter that cannot announce itself still gets in: after max_hold, whoever waits
+    assert writer.yield_to_readers(min_hold=0, max_hold=0) is True
     writer.close()

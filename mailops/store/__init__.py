@@ -28,7 +28,7 @@ import duckdb
 
 from mailops.errors import StoreBusy, StoreError
 from mailops.files import private_umask, tighten
-from mailops.store import lake
+from mailops.store import lake, readers
 from mailops.store.literals import inline
 from mailops.store.migrations import MIGRATIONS, Migration
 
@@ -133,15 +133,19 @@ class Store:
         self.conn.execute(sql)
         self._on_open.append(sql)
 
-    def yield_to_readers(self, min_hold: float = 2.0) -> bool:
-        """Between units of work of a long writer: close the connection once it has been
-        held MIN_HOLD seconds, so other processes (reports) get the file. DuckDB admits one
-        writing process at a time; readers retry opening and get in during the gap."""
+    def yield_to_readers(self, min_hold: float = 2.0, max_hold: float = 30.0) -> bool:
+        """Between units of work of a long writer: close the connection when another process
+        waits for the file (it announced itself: ``store.readers``) and this one has held it
+        MIN_HOLD seconds -- or has held it MAX_HOLD seconds (a waiter that cannot announce).
+        DuckDB admits one writing process at a time; waiters retry and get in in the gap.
+        Nobody waiting: the file stays open (a close checkpoints, the reopen costs again)."""
         if self._conn is None or self._tx_depth or self.backend != "file":
             return False  # a lake has no file lock to hand over
-        if time.monotonic() - self._opened_at < min_hold:
+        held = time.monotonic() - self._opened_at
+        if held < min_hold or (held < max_hold and not readers.waiting(self.path)):
             return False
         self.release()
+        readers.served(self.path)
         return True
 
     # How long to sleep between attempts to open a file another process holds: doubling
@@ -171,6 +175,7 @@ class Store:
             except duckdb.IOException as e:
                 if not _is_lock_error(e):
                     raise StoreError(f"cannot open store {self.path}: {e}") from None
+                readers.announce(self.path)  # the writer lets go between its units (R2)
                 if time.monotonic() >= deadline:
                     raise StoreBusy(
                         f"store {self.path} is locked by another process",

@@ -159,6 +159,19 @@ def checkpoints(store: Store, mailbox_id: int) -> dict[str, Checkpoint]:
 
 
 def save_checkpoint(store: Store, mailbox_id: int, cp: Checkpoint) -> None:
+    """The folder's checkpoint: an UPDATE of its row (0.5 ms here, where the upsert takes
+    1.5 ms: a sync writes one per unit), the upsert only for a folder's first one."""
+    updated = store.scalar(
+        "UPDATE folder_checkpoints SET uidvalidity = ?, last_uid = ?, highestmodseq = ?,"
+        " uidnext = ?, messages = ?, before_window = coalesce(?, before_window),"
+        " updated_at = ? WHERE mailbox_id = ? AND folder = ?",
+        [
+            cp.uidvalidity, cp.last_uid, cp.highestmodseq, cp.uidnext, cp.messages,
+            cp.before_window, _now(), mailbox_id, cp.folder,
+        ],
+    )  # fmt: skip
+    if updated:
+        return
     store.execute(
         "INSERT INTO folder_checkpoints (mailbox_id, folder, uidvalidity, last_uid, highestmodseq,"
         " uidnext, messages, before_window, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
