@@ -252,13 +252,10 @@ def test_D1_four_workers_on_the_lake_equal_the_embedded_store_and_a_kill_loses_n
     env = {**os.environ, "MAILOPS_STORE": lake_spec, "MAILOPS_LEASE_TTL": "3"}
     codes = _workers(4, env, crash={1: "sync.batch_written:1"})
     assert codes.count(-9) == 1 and codes.count(0) == 3, codes
-    with Store(lake_spec) as s:
-        orphaned = s.scalar("SELECT count(*) FROM mailboxes WHERE last_sync_at IS NULL")
-    assert orphaned >= 1  # the killed worker's mailbox(es): not synced yet
     import time
 
-    time.sleep(3.5)  # its leases expire
-    assert _workers(1, env) == [0]
+    time.sleep(3.5)  # the killed worker's leases have expired (the others may have taken
+    assert _workers(1, env) == [0]  # its mailboxes over already, during their pass)
     with Store(lake_spec) as s:
         lake = holdings(s)
         twice = {
