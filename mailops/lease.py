@@ -355,6 +355,13 @@ class PgLeases:
                 autocommit=True,
                 connect_timeout=max(1, int(self.connect_timeout)),
                 application_name="mailops-leases",
+                # a peer that vanished without a reset must not hang the renewer past the
+                # TTL: keepalives notice it in ~25 s, unacknowledged sends fail after 15 s
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                tcp_user_timeout=15000,
             )
         except psycopg.Error as e:
             from mailops.errors import StoreError
@@ -363,6 +370,8 @@ class PgLeases:
                 f"cannot reach the lease database: {' '.join(str(e).split())[:300]}",
                 guidance="is PostgreSQL running? (mailops devserver postgres status)",
             ) from None
+        # every statement here is one short row operation: never wait long for one
+        conn.execute(_rows().TIMEOUT, [f"{int(max(1.0, self.ttl / 3) * 1000)}ms"])
         with conn.transaction():  # two first workers at once: one creates the table
             conn.execute(_rows().CREATE_LOCK)
             conn.execute(_rows().CREATE)
@@ -380,12 +389,17 @@ class PgLeases:
                 try:
                     cur = conn.execute(sql, params)
                     return list(cur.fetchall()) if cur.description else []
-                except psycopg.OperationalError:
+                except psycopg.OperationalError as e:  # dropped, timed out
                     with contextlib.suppress(Exception):
                         conn.close()
                     self._conn = None
                     if attempt == 2:
-                        raise
+                        from mailops.errors import StoreError
+
+                        raise StoreError(
+                            f"the lease database failed: {' '.join(str(e).split())[:300]}",
+                            guidance="is PostgreSQL reachable and not overloaded?",
+                        ) from None
         raise AssertionError("unreachable")
 
     def close(self) -> None:

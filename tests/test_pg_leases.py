@@ -313,6 +313,29 @@ def test_D1_lease_claim_survives_a_dropped_connection(pg_dsn):
         leases.close()
 
 
+def test_D1_a_claim_never_hangs_on_a_row_someone_keeps_locked(pg_dsn):
+    """A statement that cannot finish (here: a row locked by a transaction left open) gives
+    up after ttl/3 instead of hanging the worker or the renewer past the TTL."""
+    from mailops.errors import StoreError
+
+    leases = PgLeases(pg_dsn, ttl=3.0)
+    leases.acquire(31).release()
+    with psycopg.connect(pg_dsn) as other:  # not autocommit: the transaction stays open
+        other.execute(
+            "INSERT INTO sync_leases (mailbox_id, holder, host, pid, expires_at)"
+            " VALUES (32, 'x', 'h', 1, now() - interval '1 hour')"
+        )
+        other.commit()
+        other.execute("SELECT * FROM sync_leases WHERE mailbox_id = 32 FOR UPDATE")
+        t0 = time.monotonic()
+        with pytest.raises(StoreError, match="statement timeout"):
+            leases.acquire(32)
+        assert time.monotonic() - t0 < 2 * (1.0 + 1.0)  # two tries of ttl/3 each
+    lease = leases.acquire(32)  # the lock is gone: the expired row is taken over
+    assert lease.holder.pid == os.getpid()
+    leases.close()
+
+
 def test_D1_unreachable_lease_database_is_one_clear_error():
     from mailops.errors import StoreError
 

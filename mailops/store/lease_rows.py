@@ -10,6 +10,9 @@ database's ``now()``.
 
 from __future__ import annotations
 
+#: per connection: no statement (a claim waiting for a locked row included) runs past ttl/3
+TIMEOUT = "SELECT set_config('statement_timeout', %s, false)"
+
 CREATE_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mailops.sync_leases'))"
 
 CREATE = """
