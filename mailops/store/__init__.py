@@ -316,14 +316,7 @@ class Store:
 
     def applied(self) -> list[str]:
         if self.lake is not None:
-            exists = self.scalar(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ?"
-                " AND table_name = 'schema_migrations'",
-                [lake.ALIAS],
-            )
-            if not exists:
-                return []
-            return [r[0] for r in self.rows("SELECT name FROM schema_migrations ORDER BY name")]
+            return sorted(lake.applied(self.conn))
         if self.read_only:
             exists = self.scalar(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"

@@ -45,6 +45,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import duckdb
 
 from mailops.errors import StoreBusy, StoreError
+from mailops.store.literals import inline
 
 if TYPE_CHECKING:
     from mailops.store import Store
@@ -316,12 +317,23 @@ def _column_sql(column: str, dtype: str, default: str | None, not_null: bool) ->
     return sql
 
 
+def applied(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """The migrations the lake has (none: a new lake)."""
+    try:
+        return {str(r[0]) for r in conn.execute("SELECT name FROM schema_migrations").fetchall()}
+    except duckdb.CatalogException:
+        return set()
+
+
 def migrate(store: Store, migrations: Sequence[Migration]) -> list[str]:
     """Bring the lake to the migrations' schema: create missing tables, add missing
     columns, (re)create views, record the keys and sequences, and the migration names.
     Runs under the write lock, so workers starting together migrate once."""
     dialect = store.dialect
     assert dialect is not None
+    have = applied(store.conn)
+    if all(m.name in have for m in migrations):
+        return []  # the usual case, without the write lock
     with store.transaction():
         for stmt in _LAKE_META.strip().split(";\n"):
             store.conn.execute(stmt)
@@ -384,6 +396,14 @@ _RETURNING_UPDATE = re.compile(
 _WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER)\b|nextval\(", re.I)
 
 
+def _exec(conn: duckdb.DuckDBPyConnection, sql: str, params: Any) -> duckdb.DuckDBPyConnection:
+    """Execute SQL with PARAMS written in as literals where they have one (after the
+    dialect read the SQL: a literal's text must not meet its patterns); binding makes
+    DuckDB import pandas (``store.literals``)."""
+    text = inline(sql, params) if params else None
+    return conn.execute(text) if text is not None else conn.execute(sql, params or [])
+
+
 def _names(cols: str) -> list[str]:
     return [c.strip() for c in cols.split(",") if c.strip()]
 
@@ -410,17 +430,14 @@ class Dialect:
     def load(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Read the keys and sequences the migrations recorded; create the session's
         temporary sequences (placed before the first write)."""
-        exists = conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ?"
-            " AND table_name = 'lake_keys'",
-            [ALIAS],
-        ).fetchone()
-        if not exists or not exists[0]:
-            return
+        try:
+            keys = conn.execute(
+                "SELECT table_name, columns FROM lake_keys ORDER BY table_name, ord"
+            ).fetchall()
+        except duckdb.CatalogException:
+            return  # a new lake: migrate() creates the tables, then loads again
         self.keys = {}
-        for table, cols in conn.execute(
-            "SELECT table_name, columns FROM lake_keys ORDER BY table_name, ord"
-        ).fetchall():
+        for table, cols in keys:
             self.keys.setdefault(table, []).append(list(cols))
         self.sequences = {
             name: (table, column)
@@ -525,7 +542,8 @@ class Dialect:
                 new_id = int(row[0])
                 values = m.group("values").strip()
                 inner = values[values.index("(") + 1 : values.rindex(")")]
-                conn.execute(
+                _exec(
+                    conn,
                     f"INSERT INTO {m.group('table')} ({m.group('ret')}, {m.group('cols')})"
                     f" VALUES (?, {inner})",
                     [new_id, *list(params or [])],
@@ -536,12 +554,12 @@ class Dialect:
             args = list(params or [])
             n_set = u.group("sets").count("?")
             where = u.group("where")
-            ids = conn.execute(
-                f"SELECT {u.group('ret')} FROM {u.group('table')} WHERE {where}", args[n_set:]
+            ids = _exec(
+                conn, f"SELECT {u.group('ret')} FROM {u.group('table')} WHERE {where}", args[n_set:]
             ).fetchall()
-            conn.execute(f"UPDATE {u.group('table')} SET {u.group('sets')} WHERE {where}", args)
+            _exec(conn, f"UPDATE {u.group('table')} SET {u.group('sets')} WHERE {where}", args)
             return ids
-        return conn.execute(self.translate(sql), params or [])
+        return _exec(conn, self.translate(sql), params)
 
 
 #: G1 on a lake: deleted rows live on in older snapshots (time travel), in Parquet files
