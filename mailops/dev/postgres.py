@@ -377,6 +377,18 @@ class PostgresServer:
             tail = done.stderr.strip().splitlines()[-1:] or ["?"]
             raise DevServerError(f"createdb {name} failed: {tail[0]}")
 
+    def restart(self) -> None:
+        """Stop the cluster (fast: sessions are cut) and start it again on the same port,
+        data kept -- what a database failover or a crash looks like to its clients."""
+        st = self.state
+        if st is None:
+            raise DevServerError("the PostgreSQL cluster is not running")
+        data = os.path.join(self.root, "data")
+        self._run([f"{st.bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"])
+        self._pg_ctl_start(st.bindir, data, st.port)
+        st.pid = self._postmaster_pid(data)
+        st.save()
+
     def new_database(self, prefix: str = "t") -> str:
         """The DSN of a new, empty database in the running cluster."""
         if self.state is None:
