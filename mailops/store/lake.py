@@ -331,8 +331,8 @@ def migrate(store: Store, migrations: Sequence[Migration]) -> list[str]:
     Runs under the write lock, so workers starting together migrate once."""
     dialect = store.dialect
     assert dialect is not None
-    have = applied(store.conn)
-    if all(m.name in have for m in migrations):
+    recorded = applied(store.conn)
+    if all(m.name in recorded for m in migrations):
         return []  # the usual case, without the write lock
     with store.transaction():
         for stmt in _LAKE_META.strip().split(";\n"):
