@@ -8,8 +8,10 @@ never silently inside the sync engine.
 from __future__ import annotations
 
 import imaplib
+import io
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -85,20 +87,30 @@ def fetch(
     if not uids:
         return {}
     imap = getattr(client, "_imap", None)
-    file = getattr(imap, "file", None)
-    if imap is None or file is None:
+    if imap is None:
         got = client.fetch(list(uids), list(items))
         return {
             int(k): {n: v for n, v in rec.items() if n not in (b"SEQ", b"UID")}
             for k, rec in got.items()
         }
     spec = "(" + " ".join(i.decode() for i in items) + ")"
+    readline, read = _socket_file(imap)
     imap._check_bye()
     tag = imap._command("UID", "FETCH", uid_set(sorted(uids)), spec)
     try:
-        return read_fetch(file.readline, file.read, bytes(tag), untagged=imap._append_untagged)
+        return read_fetch(readline, read, bytes(tag), untagged=imap._append_untagged)
     finally:
         imap.tagged_commands.pop(tag, None)
+
+
+def _socket_file(imap: Any) -> tuple[Callable[[int], bytes], Callable[[int], bytes]]:
+    """The session's buffered socket file, read directly (Python < 3.14, where imaplib
+    reads through ``self.file``); else imaplib's own read/readline (3.14 keeps a read
+    buffer of its own: bypassing it would lose bytes)."""
+    file = getattr(imap, "file", None) if sys.version_info < (3, 14) else None
+    if isinstance(file, io.BufferedReader):
+        return file.readline, file.read
+    return (lambda _size: bytes(imap.readline())), imap.read
 
 
 def header_block(record: dict[bytes, Any]) -> bytes:
