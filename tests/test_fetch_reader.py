@@ -96,6 +96,11 @@ def test_S12_unsolicited_responses_go_where_imaplib_keeps_them() -> None:
     assert seen == [("EXISTS", b"4"), ("EXPUNGE", b"3"), ("OK", b"[HIGHESTMODSEQ 9] noted")]
 
 
+def test_S12_keywords_in_any_case() -> None:
+    buf = reply(b"* 1 fetch (uid 4 rfc822.size 9 body[] " + lit(b"x") + b")\r\n")
+    assert read(buf) == {4: {b"RFC822.SIZE": 9, b"BODY[]": b"x"}}
+
+
 def test_S15_refusal_is_an_imap_error_not_a_dropped_session() -> None:
     buf = io.BytesIO(
         b"* 1 FETCH (UID 1 RFC822.SIZE 3)\r\nA7 NO Internal error occurred.\r\nnext\r\n"

@@ -90,7 +90,7 @@ _QUOTED_RE = re.compile(rb'"((?:[^"\\]|\\.)*)"', re.S)
 _UNESCAPE_RE = re.compile(rb"\\(.)", re.S)
 _FLAT_LIST_RE = re.compile(rb'\(([^()"{]*)\)')
 _ATOM_RE = re.compile(rb"[^ ()\[\]]+")
-_HEAD_RE = re.compile(rb"\* (\d+) FETCH \(")
+_HEAD_RE = re.compile(rb"\* (\d+) FETCH \(", re.I)
 
 
 def parse_record(texts: list[bytes], literals: list[bytes]) -> tuple[int, dict[bytes, Any]]:
@@ -221,6 +221,7 @@ def _read_response(
 
 
 _UNTAGGED_RE = re.compile(rb"\* (?:(\d+) )?([A-Za-z-]+)(?: (.*))?", re.S)
+_FETCH_ANY_CASE_RE = re.compile(rb"\* \d+ fetch ", re.I)
 
 
 def read_fetch(
@@ -247,7 +248,7 @@ def read_fetch(
         texts, literals = _read_response(readline, read)
         first = texts[0]
         if first.startswith(b"* "):
-            if first.find(b" FETCH (", 2, 24) > 0:
+            if first.find(b" FETCH (", 2, 24) > 0 or _FETCH_ANY_CASE_RE.match(first):
                 try:
                     try:
                         key, rec = parse_record(texts, literals)
