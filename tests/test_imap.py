@@ -400,3 +400,34 @@ def test_S1_C4_logins_in_parallel_are_bounded_and_one_refused_stops_no_other(
     assert by_id[boxes[2].id].error_code == "auth_failed"
     assert sorted(r.stored for r in results if r.mailbox_id != boxes[2].id) == [1] * 5
     assert summarize(results)["exit_code"] != 0  # O1
+
+
+def test_S1_next_login_offers_the_last_tls_session(
+    store, settings, password_mailbox, mailserver, monkeypatch
+):
+    """A login offers the TLS session of the last login to that server for resumption
+    (Dovecot's default login mode answers with a full handshake: the login works as ever)."""
+    import ssl
+
+    from mailops.imap import sessions
+
+    offered: list[object] = []
+    real = ssl.SSLContext.wrap_socket
+
+    def spy(ctx, sock, *a, **kw):  # type: ignore[no-untyped-def]
+        offered.append(kw.get("session"))
+        return real(ctx, sock, *a, **kw)
+
+    monkeypatch.setattr(ssl.SSLContext, "wrap_socket", spy)
+    monkeypatch.setattr(sessions, "_TLS_SESSIONS", {})
+    mb, _ = password_mailbox()
+    first = sessions.login(mb, settings)
+    kept = sessions._TLS_SESSIONS[("127.0.0.1", mailserver.imaps_port)]
+    assert kept[1].id == first._imap.sock.session.id and kept[0] is first._imap.ssl_context
+    sessions.close_imap(first, wait=False)
+    second = sessions.login(mb, settings)
+    try:
+        assert offered == [None, kept[1]]
+        assert commands.capabilities(second)  # a working session either way
+    finally:
+        sessions.close_imap(second)

@@ -12,6 +12,7 @@ import imaplib
 import logging
 import os
 import re
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -79,8 +80,36 @@ class _Greeted:
         self.untagged_responses.pop("CAPABILITY", None)  # type: ignore[attr-defined]
 
 
+# (host, port) -> (context, the last TLS session of a login there): resumed by the next
+# login (no certificate chain to send and verify, no signature). Servers that keep their
+# ticket keys across connections take it (Dovecot in its high-performance login mode, most
+# providers' front ends); Dovecot's default (a new imap-login process per connection) does
+# a full handshake as before.
+_TLS_SESSIONS: dict[tuple[str, int], tuple[ssl.SSLContext, ssl.SSLSession]] = {}
+
+
 class _TLS(_Greeted, tls.IMAP4_TLS):
-    pass
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        ctx = self.ssl_context
+        if ctx is None:
+            return super()._create_socket(timeout)  # type: ignore[no-any-return]
+        sock = socket.create_connection(
+            (self.host, self.port), timeout=self._timeout if timeout is None else timeout
+        )
+        cached = _TLS_SESSIONS.get((self.host, self.port))
+        session = cached[1] if cached is not None and cached[0] is ctx else None
+        try:
+            return ctx.wrap_socket(sock, server_hostname=self.host, session=session)
+        except BaseException:
+            sock.close()
+            raise
+
+    def _get_capabilities(self) -> None:
+        super()._get_capabilities()
+        # the greeting has been read: a TLS 1.3 server's session tickets came before it
+        session = getattr(self.sock, "session", None)
+        if session is not None and self.ssl_context is not None:
+            _TLS_SESSIONS[(self.host, self.port)] = (self.ssl_context, session)
 
 
 class _Plain(_Greeted, imap4.IMAP4WithTimeout):
