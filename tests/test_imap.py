@@ -431,3 +431,21 @@ def test_S1_next_login_offers_the_last_tls_session(
         assert commands.capabilities(second)  # a working session either way
     finally:
         sessions.close_imap(second)
+
+
+def test_C2_starttls_login_asks_the_capabilities_again_after_tls(
+    store, settings, password_mailbox, mailserver, monkeypatch
+):
+    """STARTTLS: the greeting's capabilities serve only until TLS is up; imaplib's are asked
+    fresh on the encrypted connection (RFC 2595), and the sync works."""
+    from mailops.store import mailboxes
+
+    mb, pw = password_mailbox()
+    mailboxes.update(store, mb.id, imap_port=mailserver.imap_port, imap_security="starttls")
+    mb = mailboxes.get(store, mb.id)
+    add_customer(store, "c-a", "a@cust.test")
+    append(mailserver, mb.address, pw, [make_msg("a@cust.test", mb.address)])
+    wire = _Wire(monkeypatch)
+    r = sync_mailbox(store, settings, mb)
+    assert (r.status, r.stored) == ("ok", 1), r.one_line()
+    assert wire.sent()[:3] == [b"STARTTLS", b"CAPABILITY", b"LOGIN"]

@@ -69,8 +69,11 @@ class _Greeted:
     welcome: bytes
     capabilities: tuple[str, ...]
 
+    _greeting_read = False
+
     def _get_capabilities(self) -> None:
-        m = _CAPS_RE.search(self.welcome or b"")
+        m = None if self._greeting_read else _CAPS_RE.search(self.welcome or b"")
+        self._greeting_read = True  # after STARTTLS imaplib asks again: those must be fresh
         if m is None:
             super()._get_capabilities()  # type: ignore[misc]
             return
