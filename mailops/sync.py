@@ -1129,23 +1129,30 @@ def sync_all(
     parallel: int | None = None,
     pool: SessionPool | None = None,
     leases: Leases | None = None,
+    directory: Directory | None = None,
 ) -> list[SyncResult]:
     """Sync every connected mailbox (or MAILBOXES), several at once, one connection each.
 
     POOL keeps the sessions open for the next call (the scheduler); without it each
     mailbox logs in and out. LEASES: where the S14 leases are taken (default: the store's,
-    ``lease.leases_for``; ``mailops worker`` passes the ones it claimed already)."""
+    ``lease.leases_for``; ``mailops worker`` passes the ones it claimed already).
+    DIRECTORY: the CRM directory as loaded for this pass (default: loaded now)."""
     from mailops.healing import plan
 
     gate = _Gate()
     with gate:
-        asked = (
-            [mailbox_store.get(store, m.id) for m in mailboxes]
-            if mailboxes is not None
-            else mailbox_store.all_mailboxes(store, states=("connected", "problematic"))
-        )
+        if mailboxes is not None:  # read again, in one query (D1: a lake query costs ~20 ms)
+            wanted = [m.id for m in mailboxes]
+            found = mailbox_store.many(store, wanted)
+            missing = [i for i in wanted if i not in found]
+            if missing:
+                raise MailopsError(f"no mailbox with id {missing[0]}", code="mailbox_not_found")
+            asked = [found[i] for i in wanted]
+        else:
+            asked = mailbox_store.all_mailboxes(store, states=("connected", "problematic"))
         todo, skips = plan(store, settings, asked)  # C4: problematic ones only when probed
-        directory = Directory.load(store, internal_policy=settings.internal_policy)
+        if directory is None:
+            directory = Directory.load(store, internal_policy=settings.internal_policy)
         _limit_memory(store, settings)
     skipped = [s.as_result() for s in skips]
     if not todo:

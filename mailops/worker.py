@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -47,6 +47,9 @@ from mailops.poison import one_line
 from mailops.store import Store
 from mailops.store import mailboxes as mailbox_store
 from mailops.store.mailboxes import Mailbox
+
+if TYPE_CHECKING:
+    from mailops.match import Directory
 
 __all__ = ["Pass", "Worker"]
 
@@ -111,12 +114,18 @@ class _Claimed:
         return lease.holder if lease else None
 
 
+#: mailboxes claimed and handed to the engine at once, per mailbox synced at once: each
+#: engine call has fixed costs (reading its batch, its run bookkeeping), tens of ms each on
+#: a lake (D1), so a batch is larger than what runs at once
+BATCH_PER_CONCURRENCY = 4
+
+
 class Worker:
     """Sync the due mailboxes of STORE, pass after pass, under their leases.
 
     CADENCE (minutes; default ``worker_cadence``), CONCURRENCY (mailboxes synced at once,
-    one connection each; default ``sync_parallel``), MAX_MAILBOXES (per pass; None: all
-    due). LEASES defaults to the store's (``PgLeases`` with ``lease_ttl`` on the lake)."""
+    one connection each; default ``sync_parallel``), BATCH (claimed and synced together;
+    default 4 x concurrency), MAX_MAILBOXES (per pass; None: all due). LEASES defaults to the store's (``PgLeases`` with ``lease_ttl`` on the lake)."""
 
     def __init__(
         self,
@@ -125,6 +134,7 @@ class Worker:
         *,
         cadence: float | None = None,
         concurrency: int | None = None,
+        batch: int | None = None,
         max_mailboxes: int | None = None,
         leases: Leases | None = None,
         on_result: Callable[[SyncResult], None] | None = None,
@@ -138,6 +148,7 @@ class Worker:
             raise ValueError("cadence must not be negative")
         self.cadence = timedelta(minutes=float(minutes))
         self.concurrency = max(1, int(concurrency or settings.sync_parallel))
+        self.batch = max(1, int(batch or self.concurrency * BATCH_PER_CONCURRENCY))
         self.max_mailboxes = max_mailboxes if max_mailboxes is None else max(1, max_mailboxes)
         if leases is None:
             dsn = getattr(store, "lake_dsn", None)
@@ -218,33 +229,39 @@ class Worker:
         meanwhile: the claims are given back, nothing is returned."""
         held: dict[int, Lease] = {}
         while candidates and len(held) < n and not self.stopping.is_set():
-            mb = candidates.popleft()
-            try:
-                lease = self.leases.acquire(mb.id)
-            except MailboxBusy:
-                report.busy += 1
-                continue
-            try:
-                fresh = mailbox_store.get(self.store, mb.id)
-                due = self._still_due(mb, fresh)
+            claimed: dict[int, tuple[Mailbox, Lease]] = {}
+            while candidates and len(held) + len(claimed) < n and not self.stopping.is_set():
+                mb = candidates.popleft()
+                try:
+                    claimed[mb.id] = (mb, self.leases.acquire(mb.id))
+                except MailboxBusy:
+                    report.busy += 1
+            try:  # read again under the leases, all in one query (D1: lake queries cost)
+                fresh = mailbox_store.many(self.store, list(claimed))
+                due = {
+                    i: i in fresh and self._still_due(listed, fresh[i])
+                    for i, (listed, _) in claimed.items()
+                }
             except BaseException:
-                lease.release()
+                for _, lease in claimed.values():
+                    lease.release()
                 raise
-            if not due:
-                lease.release()
-                report.fresh += 1
-                continue
-            held[mb.id] = lease
+            for i, (_, lease) in claimed.items():
+                if due[i]:
+                    held[i] = lease
+                else:
+                    lease.release()
+                    report.fresh += 1
         if self.stopping.is_set():
             for lease in held.values():
                 lease.release()
             return {}
         return held
 
-    def _sync(self, held: dict[int, Lease]) -> list[SyncResult]:
+    def _sync(self, held: dict[int, Lease], directory: Directory | None) -> list[SyncResult]:
         from mailops.sync import sync_all
 
-        todo = [mailbox_store.get(self.store, i) for i in held]
+        todo = list(mailbox_store.many(self.store, list(held)).values())
         return sync_all(
             self.store,
             self.settings,
@@ -252,6 +269,7 @@ class Worker:
             trigger=self.trigger,
             parallel=self.concurrency,
             leases=_Claimed(held),
+            directory=directory,
         )
 
     def run_once(self) -> Pass:
@@ -260,15 +278,22 @@ class Worker:
         candidates = deque(self.due())
         report.due = len(candidates)
         budget = self.max_mailboxes if self.max_mailboxes is not None else len(candidates)
+        directory: Directory | None = None  # loaded once a pass (as one `mailops sync` does)
         try:
             while candidates and budget > 0 and not self.stopping.is_set():
-                held = self._claim(candidates, min(self.concurrency, budget), report)
+                held = self._claim(candidates, min(self.batch, budget), report)
                 if not held:
                     continue
                 report.claimed += len(held)
                 budget -= len(held)
                 try:
-                    results = self._sync(held)
+                    if directory is None:
+                        from mailops.match import Directory
+
+                        directory = Directory.load(
+                            self.store, internal_policy=self.settings.internal_policy
+                        )
+                    results = self._sync(held, directory)
                 finally:
                     for lease in held.values():
                         if getattr(lease, "lost", False):
@@ -286,7 +311,8 @@ class Worker:
                     for r in results:
                         self.on_result(r)
         finally:
-            self.store.release()
+            if getattr(self.store, "backend", "file") == "file":
+                self.store.release()  # a lake's session (extensions, catalog) is kept
         report.more = bool(candidates)
         return report
 

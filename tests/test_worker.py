@@ -244,7 +244,7 @@ def test_D1_worker_sigterm_finishes_the_batch_and_gives_the_leases_back(
     leases = leases_for(settings.db)
     try:
         proxy.stall(3.0)  # the first batch (1 mailbox) is in its login when SIGTERM comes
-        proc = mailops("worker", "--concurrency", "1", "--cadence", "60")
+        proc = mailops("worker", "--concurrency", "1", "--batch", "1", "--cadence", "60")
         deadline = time.monotonic() + 60
         while not proxy.connections:  # the batch's sync is logging in (stalled)
             assert time.monotonic() < deadline and proc.poll() is None

@@ -27,6 +27,13 @@ from mailops.cli import Context, pass_ctx
     help="Mailboxes synced at once, one connection each (default: sync_parallel, 8).",
 )
 @click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Mailboxes claimed and handed to the engine at a time (default: 4 x concurrency);"
+    " SIGTERM finishes the batch.",
+)
+@click.option(
     "--max-mailboxes",
     type=click.IntRange(min=1),
     default=None,
@@ -45,6 +52,7 @@ def worker_cmd(
     ctx: Context,
     once: bool,
     concurrency: int | None,
+    batch: int | None,
     max_mailboxes: int | None,
     cadence: float | None,
     as_json: bool,
@@ -80,6 +88,7 @@ def worker_cmd(
         ctx.settings,
         cadence=cadence,
         concurrency=concurrency,
+        batch=batch,
         max_mailboxes=max_mailboxes,
         on_result=show,
         on_error=pass_failed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,18 @@ def get(store: Store, mailbox_id: int) -> Mailbox:
     if not rows:
         raise MailopsError(f"no mailbox with id {mailbox_id}", code="mailbox_not_found")
     return _row_to_mailbox(rows[0])
+
+
+def many(store: Store, mailbox_ids: Sequence[int]) -> dict[int, Mailbox]:
+    """The mailboxes of MAILBOX_IDS (the ones that exist) by id, in one query: a lake (D1)
+    answers each query in tens of milliseconds, so a worker reads its batch at once."""
+    if not mailbox_ids:
+        return {}
+    rows = store.rows(
+        f"SELECT {', '.join(COLUMNS)} FROM mailboxes WHERE list_contains(?, id)",
+        [[int(i) for i in mailbox_ids]],
+    )
+    return {mb.id: mb for mb in map(_row_to_mailbox, rows)}
 
 
 def connected_choices(store: Store, owner: str) -> list[tuple[str, int]]:
