@@ -82,17 +82,33 @@ def _size(n: float) -> str:
 
 
 @db.command("gc")
+@click.option(
+    "--keep-days",
+    type=click.FloatRange(min=0),
+    default=7.0,
+    show_default=True,
+    help="On a lake: snapshots younger than this stay (time travel); older ones expire.",
+)
 @pass_ctx
-def gc(ctx: Context) -> None:
-    """Remove blob files no row refers to (left by a sync killed before its commit)."""
-    from mailops.store import Store, blobs
+def gc(ctx: Context, keep_days: float) -> None:
+    """Remove blob files no row refers to (left by a sync killed before its commit). On a
+    lake (D1) also its maintenance: rows inlined in the catalog flushed into Parquet,
+    small files merged, snapshots older than --keep-days expired, unreferenced files
+    removed (run it daily from cron, beside the workers)."""
+    from mailops.store import Store, blobs, lake
 
     store = Store(ctx.settings.db)
     try:
         n = blobs.remove_orphans(store)
+        done = lake.maintain(store, keep_days=keep_days) if store.lake is not None else None
     finally:
         store.close()
     click.echo(f"removed {n} orphan blob file(s)")
+    if done is not None:
+        click.echo(
+            f"lake: {done['flushed']} inlined row(s) flushed, {done['merged']} file(s) merged,"
+            f" {done['expired']} snapshot(s) expired, {done['removed']} file(s) removed"
+        )
 
 
 def register(cli: click.Group) -> None:

@@ -562,26 +562,46 @@ class Dialect:
         return _exec(conn, self.translate(sql), params)
 
 
-#: G1 on a lake: deleted rows live on in older snapshots (time travel), in Parquet files
-#: and in rows inlined in the catalog. Erasure ends with these, in this order.
-COMPACT = (
-    f"SELECT count(*) FROM ducklake_flush_inlined_data('{ALIAS}')",
-    f"SELECT count(*) FROM ducklake_rewrite_data_files('{ALIAS}', delete_threshold => 0)",
-    f"SELECT count(*) FROM ducklake_expire_snapshots('{ALIAS}', older_than => now())",
-    f"SELECT count(*) FROM ducklake_cleanup_old_files('{ALIAS}', cleanup_all => true)",
-    f"SELECT count(*) FROM ducklake_delete_orphaned_files('{ALIAS}', cleanup_all => true)",
-)
-
-
 def compact(store: Store) -> None:
-    """Leave no byte of deleted rows behind: flush inlined rows into files, rewrite files
-    with deletions, expire every older snapshot, remove the files nobody references."""
+    """G1 on a lake: deleted rows live on in older snapshots (time travel), in Parquet files
+    and in rows inlined in the catalog. Leave no byte of them behind: flush inlined rows
+    into files, rewrite every file with deletions, expire every older snapshot, remove the
+    files nobody references."""
+    maintain(store, keep_days=0, erase=True)
+
+
+def maintain(store: Store, *, keep_days: float = 7.0, erase: bool = False) -> dict[str, int]:
+    """The lake's upkeep (``mailops db gc``): every commit of a worker adds a snapshot, small
+    inserts live as rows in the catalog, every other commit may add small Parquet files.
+    Flush the inlined rows into files, merge small files, expire snapshots older than
+    KEEP_DAYS (time travel before that is given up), remove the files nobody references.
+    ERASE (``compact``): also rewrite every file that has deleted rows, and remove files
+    no snapshot ever referenced."""
     assert store._write_lock is not None
+    sql = {"flushed": f"SELECT * FROM ducklake_flush_inlined_data('{ALIAS}')"}
+    if erase:
+        sql["rewritten"] = (
+            f"SELECT * FROM ducklake_rewrite_data_files('{ALIAS}', delete_threshold => 0)"
+        )
+    sql["merged"] = f"SELECT * FROM ducklake_merge_adjacent_files('{ALIAS}')"
+    sql["expired"] = (
+        f"SELECT snapshot_id FROM ducklake_expire_snapshots('{ALIAS}',"
+        f" older_than => now() - INTERVAL '{float(keep_days) * 86400:.0f} seconds')"
+    )
+    sql["removed"] = f"SELECT path FROM ducklake_cleanup_old_files('{ALIAS}', cleanup_all => true)"
+    if erase:
+        sql["orphans"] = (
+            f"SELECT path FROM ducklake_delete_orphaned_files('{ALIAS}', cleanup_all => true)"
+        )
+    out: dict[str, int] = {}
     store._write_lock.acquire()
     try:
-        for sql in COMPACT:
-            store.conn.execute(sql).fetchall()
+        for name, q in sql.items():
+            rows = store.conn.execute(q).fetchall()
+            # flush: (schema, table, rows flushed) per table; the others: a row per item
+            out[name] = sum(int(r[2]) for r in rows) if name == "flushed" else len(rows)
     except duckdb.Error as e:
         raise StoreError(f"lake maintenance failed: {str(e).splitlines()[0]}") from None
     finally:
         store._write_lock.release()
+    return out
