@@ -43,11 +43,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, CPU seconds of the child (user + sys, ``os.wait4``) and its stdout."""
+def timed(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> tuple[float, float, str]:
+    """Wall seconds, CPU seconds of the child (user + sys, ``os.wait4``) and its stdout.
+    CWD: ``python -m`` puts the working directory before PYTHONPATH, so a tree's CLI is
+    run from inside that tree."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err, cwd=cwd)
         assert proc.stdout is not None
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -146,7 +148,7 @@ def main() -> None:
                 env["MAILOPS_SYNC_PARALLEL"] = str(args.parallel)
             stores[tree] = env
             first, _, out = timed([sys.executable, "-m", "mailops.cli", "--db", str(db), "sync",
-                                "--json"], env)  # fmt: skip
+                                "--json"], env, tree)  # fmt: skip
             print(f"first sync ({tree}): {first:.2f} s", file=sys.stderr)
         if mbsync:
             rc, maildir = tmp / "mbsyncrc", tmp / "maildir"
@@ -169,7 +171,7 @@ def main() -> None:
                 env = stores[what]
                 db = tmp / f"many{trees.index(what)}.duckdb"
                 cmd = [sys.executable, "-m", "mailops.cli", "--db", str(db), "sync", "--json"]
-                wall, cpu, out = timed(cmd, env)
+                wall, cpu, out = timed(cmd, env, what)
                 label = "mailops sync" + ("" if what == trees[0] else f" ({what})")
                 times.setdefault(label, []).append(wall)
                 cpus.setdefault(label, []).append(cpu)
