@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from mailops.parse import HeaderInfo
-
 if TYPE_CHECKING:
+    from mailops.parse import HeaderInfo
     from mailops.store import Store
 
 __all__ = [

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from mailops import poison, spool
+from mailops import poison
 from mailops.config import Settings
 from mailops.errors import ConnectionProblem, MailopsError, StoreError
 from mailops.faults import crash_point
@@ -66,26 +66,72 @@ from mailops.imap import (
 from mailops.imap import commands as imap
 from mailops.match import Decision, Directory, FolderInfo, decide
 from mailops.outcomes import SyncResult
-from mailops.parse import HeaderInfo, ParsedMessage, parse_headers_fast, parse_message
 from mailops.poison import MessageError
 from mailops.store import Store
 from mailops.store import mailboxes as mailbox_store
 from mailops.store import sync as state
-from mailops.store.blobs import BlobRef
 from mailops.store.mailboxes import Mailbox
-from mailops.store.messages import (
-    ActivityRow,
-    PlaceRow,
-    add_activities,
-    add_places,
-    refresh_identities,
-    resolve_identities,
-    save_messages,
-)
-from mailops.store.notifications import notify_new_inbound
 
 if TYPE_CHECKING:
+    from mailops import spool
     from mailops.lease import Leases
+    from mailops.parse import HeaderInfo, ParsedMessage, parse_headers_fast, parse_message
+    from mailops.store.blobs import BlobRef
+    from mailops.store.messages import (
+        ActivityRow,
+        PlaceRow,
+        add_activities,
+        add_places,
+        refresh_identities,
+        resolve_identities,
+        save_messages,
+    )
+    from mailops.store.notifications import notify_new_inbound
+
+    Content = bytes | BlobRef
+
+# The message side -- header and MIME parsing, the message tables, the blob spool -- is
+# imported when a folder has something to examine (``_message_side``): a no-change run,
+# most runs, never needs it (issue 14). ``mailops.sync.save_messages`` & co. still resolve
+# (and can be patched) from outside: module ``__getattr__`` below.
+_MESSAGE_SIDE = {
+    "spool": ("mailops.spool", None),
+    "HeaderInfo": ("mailops.parse", "HeaderInfo"),
+    "ParsedMessage": ("mailops.parse", "ParsedMessage"),
+    "parse_headers_fast": ("mailops.parse", "parse_headers_fast"),
+    "parse_message": ("mailops.parse", "parse_message"),
+    "BlobRef": ("mailops.store.blobs", "BlobRef"),
+    "ActivityRow": ("mailops.store.messages", "ActivityRow"),
+    "PlaceRow": ("mailops.store.messages", "PlaceRow"),
+    "add_activities": ("mailops.store.messages", "add_activities"),
+    "add_places": ("mailops.store.messages", "add_places"),
+    "refresh_identities": ("mailops.store.messages", "refresh_identities"),
+    "resolve_identities": ("mailops.store.messages", "resolve_identities"),
+    "save_messages": ("mailops.store.messages", "save_messages"),
+    "notify_new_inbound": ("mailops.store.notifications", "notify_new_inbound"),
+}
+_message_side_loaded = False
+
+
+def _message_side() -> None:
+    """Import the message side into this module (once; a name patched already stays)."""
+    global _message_side_loaded
+    if _message_side_loaded:
+        return
+    g = globals()
+    for name, (module, attr) in _MESSAGE_SIDE.items():
+        if name not in g:
+            mod = __import__(module, fromlist=["_"])
+            g[name] = mod if attr is None else getattr(mod, attr)
+    _message_side_loaded = True
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MESSAGE_SIDE:
+        _message_side()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["SessionPool", "SyncResult", "summarize", "sync_all", "sync_mailbox", "window_start"]
 
@@ -126,6 +172,29 @@ def window_start(settings: Settings, mailbox: Mailbox) -> datetime:
     return anchor - timedelta(days=int(days))
 
 
+class _DirectoryOnce:
+    """The run's directory (customers, addresses, policies: ``match.Directory``), read from
+    the store when the first message is decided -- a run whose folders are all unchanged
+    never reads it (issue 14: six queries fewer). Shared by a run's mailbox threads."""
+
+    def __init__(
+        self, store: Store, settings: Settings, gate: _Gate, value: Directory | None = None
+    ) -> None:
+        self._store, self._policy, self._gate, self._value = (
+            store,
+            settings.internal_policy,
+            gate,
+            value,
+        )
+
+    def get(self) -> Directory:
+        if self._value is None:
+            with self._gate:
+                if self._value is None:
+                    self._value = Directory.load(self._store, internal_policy=self._policy)
+        return self._value
+
+
 class _Gate:
     """Serialises store access between mailbox threads (one DuckDB connection)."""
 
@@ -145,7 +214,7 @@ class _Ctx:
     settings: Settings
     mailbox: Mailbox
     run_id: int
-    directory: Directory
+    directory: _DirectoryOnce
     window: datetime
     gate: _Gate
     result: SyncResult
@@ -208,9 +277,6 @@ class Examined:
     @property
     def message_id(self) -> str | None:
         return self.headers.message_id
-
-
-Content = bytes | BlobRef
 
 
 @dataclass
@@ -364,6 +430,7 @@ def _sync_batch(
     ctx: _Ctx, client: Client, plan: FolderPlan, uids: Sequence[int], *, final: bool
 ) -> None:
     """examine headers -> decide -> (per unit) fetch bodies -> rows -> commit."""
+    _message_side()
     examined, errors = _examine(ctx, client, plan, uids)
     for unit in _units(ctx, plan, uids, examined, errors, final=final):
         _fetch_bodies(ctx, client, plan, unit)
@@ -445,7 +512,7 @@ def _examine(
             headers,
             folder,
             flags,
-            ctx.directory,
+            ctx.directory.get(),
             mb.address,
             ctx.window,
             user_id=mb.owner_user_id,
@@ -938,7 +1005,7 @@ def _sync_one(
     *,
     trigger: str = "manual",
     progress: ProgressFn | None = None,
-    directory: Directory | None = None,
+    directory: Directory | _DirectoryOnce | None = None,
     gate: _Gate | None = None,
     sleep: Callable[[float], None] = time.sleep,
     pool: SessionPool | None = None,
@@ -965,9 +1032,8 @@ def _sync_one(
         with gate:
             _limit_memory(store, settings)
     book = _book or _Book(store, gate, [mb.id])
-    if directory is None:
-        with gate:
-            directory = Directory.load(store, internal_policy=settings.internal_policy)
+    if not isinstance(directory, _DirectoryOnce):
+        directory = _DirectoryOnce(store, settings, gate, directory)
     run_id = book.run_id()
     result.run_id = run_id
     ctx = _Ctx(
@@ -1136,7 +1202,8 @@ def sync_all(
     POOL keeps the sessions open for the next call (the scheduler); without it each
     mailbox logs in and out. LEASES: where the S14 leases are taken (default: the store's,
     ``lease.leases_for``; ``mailops worker`` passes the ones it claimed already).
-    DIRECTORY: the CRM directory as loaded for this pass (default: loaded now)."""
+    DIRECTORY: the CRM directory as loaded for this pass (default: read from the store when
+    the first message is decided -- never, when every folder is unchanged)."""
     from mailops.healing import plan
 
     gate = _Gate()
@@ -1151,15 +1218,14 @@ def sync_all(
         else:
             asked = mailbox_store.all_mailboxes(store, states=("connected", "problematic"))
         todo, skips = plan(store, settings, asked)  # C4: problematic ones only when probed
-        if directory is None:
-            directory = Directory.load(store, internal_policy=settings.internal_policy)
         _limit_memory(store, settings)
+    once = _DirectoryOnce(store, settings, gate, directory)  # read at the first decision
     skipped = [s.as_result() for s in skips]
     if not todo:
         return skipped
     with _leased(store, todo, leases=leases) as (leased, busy):  # S14, before any server work
         results = _sync_leased(
-            store, settings, leased, directory, gate, trigger, progress, parallel, pool
+            store, settings, leased, once, gate, trigger, progress, parallel, pool
         )
     if busy and settings.sync_lease_wait > 0:  # S14: wait briefly for the other sync
         again = [mailbox_store.get(store, r.mailbox_id) for r in busy]
@@ -1168,7 +1234,7 @@ def sync_all(
             busy,
         ):
             results += _sync_leased(
-                store, settings, leased, directory, gate, trigger, progress, parallel, pool
+                store, settings, leased, once, gate, trigger, progress, parallel, pool
             )
     order = {mb.id: i for i, mb in enumerate(asked)}
     return sorted(results + busy + skipped, key=lambda r: order.get(r.mailbox_id, 0))
@@ -1178,7 +1244,7 @@ def _sync_leased(
     store: Store,
     settings: Settings,
     todo: list[Mailbox],
-    directory: Directory,
+    directory: _DirectoryOnce,
     gate: _Gate,
     trigger: str,
     progress: ProgressFn | None,
