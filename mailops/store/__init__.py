@@ -208,7 +208,7 @@ class Store:
         transaction) in a transaction of its own, under the write lock."""
         if self.dialect is None:
             # parameters as literals where they have one: binding imports pandas
-            # (store.literals). Not on a lake: its dialect reads the SQL text with patterns.
+            # (store.literals). A lake's dialect inlines them itself, after its translation.
             text = inline(sql, params)
             return self.conn.execute(sql, params or []) if text is None else self.conn.execute(text)
         if not self._tx_depth and lake.is_write(sql):  # nextval() too: ids need the lock
