@@ -140,6 +140,8 @@ def _finish_once(p: Any, summary: dict[str, Any], seconds: float, as_json: bool)
     line = _summary_line(summary, seconds)
     if p.busy or p.fresh:
         line += f"; {p.busy + p.fresh} left to other workers"
+    if p.lost:
+        line += f"; {p.lost} lease(s) lost while syncing (see the log)"
     if p.more:
         line += "; more are due (--max-mailboxes)"
     click.echo(line)
