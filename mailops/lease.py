@@ -490,6 +490,8 @@ class PgLeases:
             return
         renewed = {str(token): expires for token, expires in rows}
         for x in live:
+            if x.released:  # given back while the UPDATE ran: its row is gone, not lost
+                continue
             if x.token in renewed:
                 x.expires_at = _naive_utc(renewed[x.token])
                 x.deadline = t0 + self.ttl
