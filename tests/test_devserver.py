@@ -14,7 +14,7 @@ import imapclient
 import pytest
 from imapclient.exceptions import LoginError
 
-from mailops.dev.devserver import DevServerState, _pid_alive
+from mailops.dev.devserver import DevServerState, pid_alive
 
 
 def _ctx(ms) -> ssl.SSLContext:
@@ -126,7 +126,7 @@ def test_cli_start_status_stop_leaves_no_process():
         )
         assert out.returncode == 0, out.stderr
         state = DevServerState.load(root)
-        assert state is not None and _pid_alive(state.pid) and _pid_alive(state.dovecot_pid)
+        assert state is not None and pid_alive(state.pid) and pid_alive(state.dovecot_pid)
         again = subprocess.run(
             [*mailops, "devserver", "start"], env=env, capture_output=True, text=True, timeout=60
         )
@@ -143,10 +143,10 @@ def test_cli_start_status_stop_leaves_no_process():
         assert stop.returncode == 0, stop.stderr
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and (
-            _pid_alive(state.pid) or _pid_alive(state.dovecot_pid)
+            pid_alive(state.pid) or pid_alive(state.dovecot_pid)
         ):
             time.sleep(0.1)
-        assert not _pid_alive(state.pid) and not _pid_alive(state.dovecot_pid)
+        assert not pid_alive(state.pid) and not pid_alive(state.dovecot_pid)
         leftovers = subprocess.run(["pgrep", "-f", root], capture_output=True, text=True)
         assert leftovers.stdout.strip() == ""
         st = subprocess.run(

@@ -67,7 +67,7 @@ def test_D1_postgres_starts_and_stops_cleanly_and_leaves_nothing(tmp_path):
     finally:
         server.stop()
     assert not os.path.exists(st.root)  # a folder it made itself is removed
-    assert not pg._pid_alive(st.pid)
+    assert not pg.pid_alive(st.pid)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(st.dsn, connect_timeout=2)
 
@@ -94,7 +94,7 @@ def test_D1_postgres_cli_start_status_stop(tmp_path):
         assert stopped.returncode == 0 and f"pid {st['pid']}" in stopped.stdout
         gone = cli("status")
         assert gone.returncode == 1 and "not running" in gone.stdout
-        assert not pg._pid_alive(st["pid"])
+        assert not pg.pid_alive(st["pid"])
         assert cli("start").returncode == 0  # the data folder is started again
         assert cli("stop", "--remove").returncode == 0
         assert not os.path.exists(folder)

@@ -277,7 +277,7 @@ def test_D1_worker_sleeps_until_the_next_mailbox_is_due(
 
 
 def test_D1_worker_pass_that_cannot_reach_the_lease_database_is_retried(store, settings):
-    from mailops.dev.postgres import free_port
+    from mailops.dev.devserver import free_port
 
     mailboxes.insert(
         store,

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mailops.dev.devserver import free_port, pid_alive
 from mailops.errors import DevServerError
 
 __all__ = [
@@ -122,28 +123,6 @@ def ensure_postgres(install: bool = True, search: Sequence[str] | None = None) -
             guidance=f"no initdb/pg_ctl in {', '.join(search or DEFAULT_SEARCH)}",
         )
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (its parent, pg_ctl, is gone and nobody reaped it) is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
 
 
 @dataclass
@@ -409,9 +388,9 @@ class PostgresServer:
                 self._run([f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], check=False)
             pid = self._postmaster_pid(data)
             deadline = time.monotonic() + 20
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, 9)
         self.state = None
         if remove and self.root:  # else ROOT/postgres.json stays: a restart reuses the port
@@ -430,7 +409,7 @@ def status(root: str) -> PgState | None:
     if st is None:
         return None
     pid = PostgresServer._postmaster_pid(os.path.join(root, "data"))
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return None
     try:
         socket.create_connection((st.host, st.port), 1).close()

@@ -485,7 +485,8 @@ class DevServer:
 
 
 # -- the detached process behind `mailops devserver start` ------------------------------------
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is PID a live process (a zombie is not: its parent is gone and nobody reaped it)?"""
     if pid <= 0:
         return False
     try:
@@ -494,7 +495,7 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie is not alive
+    try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(") ", 1)[1][0] != "Z"
     except OSError:
@@ -504,7 +505,7 @@ def _pid_alive(pid: int) -> bool:
 def status(root: str) -> DevServerState | None:
     """The state of a running devserver at ROOT, or None."""
     st = DevServerState.load(root)
-    if st is None or not _pid_alive(st.pid) or not _pid_alive(st.dovecot_pid):
+    if st is None or not pid_alive(st.pid) or not pid_alive(st.dovecot_pid):
         return None
     try:
         socket.create_connection((st.host, st.imap_port), 1).close()
@@ -556,7 +557,7 @@ def stop_detached(root: str, timeout: float = 20) -> list[int]:
     """Stop the devserver at ROOT and anything it left; return the pids that were stopped."""
     pids: list[int] = []
     st = DevServerState.load(root)
-    if st and _pid_alive(st.pid):
+    if st and pid_alive(st.pid):
         os.kill(st.pid, signal.SIGTERM)
         pids.append(st.pid)
     master = Path(root, "run", "master.pid")
@@ -567,10 +568,10 @@ def stop_detached(root: str, timeout: float = 20) -> list[int]:
         except ValueError:
             dpid = 0
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids + [dpid]):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids + [dpid]):
         time.sleep(0.1)
     for p in [*pids, dpid]:  # still there: no mercy
-        if _pid_alive(p):
+        if pid_alive(p):
             os.kill(p, signal.SIGKILL)
     if dpid and dpid not in pids and dpid > 0:
         pids.append(dpid)
