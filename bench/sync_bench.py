@@ -308,33 +308,12 @@ def connect_mailbox(
 ) -> int:
     """A connected password mailbox of the devserver in a bench store (its secret in the
     store's secrets folder); the other benches use it too. Returns the mailbox id."""
-    from mailops.auth import password_ref
-    from mailops.secrets import SecretStore
-    from mailops.store import mailboxes as mailbox_store
+    from mailops.dev.stand_ins import password_mailbox
 
-    endpoints: dict[str, Any] = {}
-    if smtp:
-        endpoints = {
-            "smtp_host": "127.0.0.1",
-            "smtp_port": state.smtp_port,
-            "smtp_security": "starttls",
-        }
-    mb = mailbox_store.insert(
-        store,
-        owner_user_id=owner,
-        address=address,
-        provider="generic",
-        auth_kind="password",
-        imap_host="127.0.0.1",
-        imap_port=state.imaps_port,
-        imap_security="ssl",
-        ca_file=state.ca_file,
-        state="connected",
-        connected_at=connected_at or datetime.now(UTC).replace(tzinfo=None),
-        **endpoints,
+    extra = {"connected_at": connected_at} if connected_at else {}
+    mb = password_mailbox(
+        store, settings, state, address, password, owner=owner, smtp=smtp, **extra
     )
-    SecretStore(settings).put(password_ref(mb.id), password)
-    mailbox_store.update(store, mb.id, secret_ref=password_ref(mb.id))
     return int(mb.id)
 
 

@@ -132,38 +132,9 @@ def add_password_mailbox(
 ):
     """A connected password mailbox on the devserver, written straight to the store (for tests
     of sync and send that don't exercise the connect flow itself)."""
-    from mailops.auth import password_ref
-    from mailops.secrets import SecretStore
-    from mailops.store import mailboxes
+    from mailops.dev.stand_ins import password_mailbox
 
-    mb = mailboxes.insert(
-        store,
-        owner_user_id=owner,
-        address=address,
-        provider="generic",
-        auth_kind="password",
-        imap_host="127.0.0.1",
-        imap_port=ms.imaps_port,
-        imap_security="ssl",
-        smtp_host="127.0.0.1",
-        smtp_port=ms.smtp_port,
-        smtp_security="starttls",
-        ca_file=ms.ca_file,
-        state="connected",
-        **extra,
-    )
-    ref = password_ref(mb.id)
-    SecretStore(settings).put(ref, password)
-    mailboxes.update(
-        store, mb.id, secret_ref=ref, connected_at=extra.get("connected_at") or _utcnow()
-    )
-    return mailboxes.get(store, mb.id)
-
-
-def _utcnow():
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).replace(tzinfo=None)
+    return password_mailbox(store, settings, ms, address, password, owner=owner, **extra)
 
 
 @pytest.fixture

@@ -93,3 +93,50 @@ def stand_ins_for(
 ) -> Callable[[str], tuple[DevicePhone, Browser]]:
     """``sign_in_for`` of ``ConnectPanel`` / ``headless_connect``: the stand-ins per address."""
     return lambda address: devserver_stand_ins(settings, address, echo=echo)
+
+
+def password_mailbox(
+    store: Any,
+    settings: Settings,
+    state: Any,
+    address: str,
+    password: str,
+    *,
+    owner: str = "user-1",
+    smtp: bool = True,
+    **extra: Any,
+) -> Any:
+    """A connected password mailbox of the devserver (STATE) written straight to the store,
+    its secret in the secrets folder: a stand-in for the connect flow, for tests and benches
+    of sync and send. EXTRA: more mailbox columns. Returns the Mailbox."""
+    from datetime import UTC, datetime
+
+    from mailops.auth import password_ref
+    from mailops.secrets import SecretStore
+    from mailops.store import mailboxes
+
+    if smtp:
+        extra = {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": state.smtp_port,
+            "smtp_security": "starttls",
+            **extra,
+        }
+    extra.setdefault("connected_at", datetime.now(UTC).replace(tzinfo=None))
+    mb = mailboxes.insert(
+        store,
+        owner_user_id=owner,
+        address=address,
+        provider="generic",
+        auth_kind="password",
+        imap_host="127.0.0.1",
+        imap_port=state.imaps_port,
+        imap_security="ssl",
+        ca_file=state.ca_file,
+        state="connected",
+        **extra,
+    )
+    ref = password_ref(mb.id)
+    SecretStore(settings).put(ref, password)
+    mailboxes.update(store, mb.id, secret_ref=ref)
+    return mailboxes.get(store, mb.id)
