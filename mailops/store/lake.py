@@ -118,10 +118,6 @@ class LakeTarget:
         return f"dbname={self.dbname} host={self.host} port={self.port} user={self.user}"
 
     @property
-    def spec(self) -> str:
-        return f"{SCHEME}{self.dsn}?data={self.data_path}"
-
-    @property
     def side_path(self) -> str:
         """Base of the folders beside the store (blobs, pending runs) -- in the data path,
         which every worker shares like the Parquet files."""
@@ -393,7 +389,7 @@ _RETURNING_UPDATE = re.compile(
     r"\s+RETURNING\s+(?P<ret>\w+)\s*$",
     re.S | re.I,
 )
-_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER)\b|nextval\(", re.I)
+_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|CREATE|DROP|ALTER)\b", re.I)
 
 
 def _exec(conn: duckdb.DuckDBPyConnection, sql: str, params: Any) -> duckdb.DuckDBPyConnection:
@@ -414,7 +410,7 @@ def _bare(name: str) -> str:
 
 def is_write(sql: str) -> bool:
     """A statement that changes the lake, or takes a sequence number."""
-    return bool(_WRITE.search(sql)) if "nextval" in sql.lower() else bool(_WRITE.match(sql))
+    return bool(_WRITE.match(sql) or _NEXTVAL.search(sql))
 
 
 @dataclass
