@@ -28,6 +28,7 @@ resource; measured in-process) -- and from those, how many machines 100,000 mail
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,15 +113,25 @@ def deliver_new(
     return sum(len(j[2]) for j in jobs)
 
 
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    """Run in-process code (Settings, the store) under a configuration's environment."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def prepare_store(
     spec: str, env: dict[str, str], state: Any, users: dict[str, str], customers: list[str]
 ) -> None:
     from mailops.config import Settings
     from mailops.store import Store
 
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
+    with _environ(env):
         settings = Settings.load(db=spec)
         with Store(spec) as store, store.transaction():
             store.execute("INSERT INTO users (id, email) VALUES ('bench', 'bench@corp.test')")
@@ -134,9 +146,6 @@ def prepare_store(
             )
             for address, password in users.items():
                 connect_mailbox(store, settings, state, address, password, owner="bench")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def run_workers(n: int, env: dict[str, str], cadence: str = "0") -> tuple[float, list[int], float]:
@@ -162,25 +171,19 @@ def run_workers(n: int, env: dict[str, str], cadence: str = "0") -> tuple[float,
 def lag_and_counts(spec: str, env: dict[str, str], since: datetime) -> dict[str, Any]:
     from mailops.store import Store
 
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        with Store(spec, read_only=True, migrate=False) as s:
-            lags = [
-                float(r[0])
-                for r in s.rows(
-                    "SELECT epoch(a.created_at) - epoch(m.sent_at) FROM activities a"
-                    " JOIN messages m ON m.id = a.message_id WHERE m.sent_at >= ?",
-                    [since],
-                )
-            ]
-            counts = {
-                t: int(s.scalar(f"SELECT count(*) FROM {t}"))
-                for t in ("messages", "message_places", "activities", "audit_ledger")
-            }
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    with _environ(env), Store(spec, read_only=True, migrate=False) as s:
+        lags = [
+            float(r[0])
+            for r in s.rows(
+                "SELECT epoch(a.created_at) - epoch(m.sent_at) FROM activities a"
+                " JOIN messages m ON m.id = a.message_id WHERE m.sent_at >= ?",
+                [since],
+            )
+        ]
+        counts = {
+            t: int(s.scalar(f"SELECT count(*) FROM {t}"))
+            for t in ("messages", "message_places", "activities", "audit_ledger")
+        }
     lags.sort()
     return {
         "lag_median_s": statistics.median(lags) if lags else None,
@@ -198,9 +201,7 @@ def lock_cost(spec: str, env: dict[str, str], sample: int) -> dict[str, float]:
     from mailops.store import Store, mailboxes
     from mailops.sync import sync_all
 
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
+    with _environ(env):
         settings = Settings.load(db=spec)
         with Store(spec) as s:
             boxes = mailboxes.all_mailboxes(s)[:sample]
@@ -215,9 +216,6 @@ def lock_cost(spec: str, env: dict[str, str], sample: int) -> dict[str, float]:
                 "lock_held_per_mailbox_s": held / max(1, len(boxes)),
                 "lock_commits_per_mailbox": (lock.acquired if lock else 0) / max(1, len(boxes)),
             }
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def main() -> None:
