@@ -204,23 +204,20 @@ def _pg_dump() -> str:
     return os.path.join(find_bindir() or "/usr/bin", "pg_dump")
 
 
-def _workers(n: int, env: dict[str, str], crash: dict[int, str] | None = None) -> list[int]:
-    """N `mailops worker --once --cadence 0` processes at once; CRASH: {i: fault point}."""
+def _worker(env: dict[str, str], crash: str | None = None) -> subprocess.Popen[bytes]:
+    """A `mailops worker --once --cadence 0` process; CRASH: a fault point to die at."""
     import sys
 
-    procs = []
-    for i in range(n):
-        e = dict(env)
-        if crash and i in crash:
-            e["MAILOPS_CRASH_AT"] = crash[i]
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "mailops.cli", "worker", "--once", "--cadence", "0"],
-                env=e,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-        )
+    e = dict(env, MAILOPS_CRASH_AT=crash) if crash else env
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailops.cli", "worker", "--once", "--cadence", "0"],
+        env=e,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _codes(procs: list[subprocess.Popen[bytes]]) -> list[int]:
     codes = []
     for p in procs:
         _, err = p.communicate(timeout=300)
@@ -228,6 +225,25 @@ def _workers(n: int, env: dict[str, str], crash: dict[int, str] | None = None) -
         if p.returncode not in (0, -9):
             print(err.decode(errors="replace")[-3000:])
     return codes
+
+
+def _wait_for_a_lease(dsn: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until PROC holds a lease row (it has claimed mailboxes and is syncing them)."""
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + 120
+    with psycopg.connect(dsn, autocommit=True) as pg:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                row = pg.execute("SELECT count(*) FROM sync_leases").fetchone()
+            except psycopg.errors.UndefinedTable:
+                row = None
+            if row and row[0]:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the first worker claimed nothing (exit {proc.poll()})")
 
 
 def test_D1_four_workers_on_the_lake_equal_the_embedded_store_and_a_kill_loses_nothing(
@@ -250,12 +266,16 @@ def test_D1_four_workers_on_the_lake_equal_the_embedded_store_and_a_kill_loses_n
         assert {r.status for r in sync_all(s, settings)} == {"ok"}
         embedded = holdings(s)
     env = {**os.environ, "MAILOPS_STORE": lake_spec, "MAILOPS_LEASE_TTL": "3"}
-    codes = _workers(4, env, crash={1: "sync.batch_written:1"})
+    # the worker to kill starts first and claims a batch; the other three start while it
+    # syncs it, and it dies with its first batch written, not committed (lock and leases held)
+    doomed = _worker(env, crash="sync.batch_written:1")
+    _wait_for_a_lease(LakeTarget.parse(lake_spec).dsn, doomed)
+    codes = _codes([doomed] + [_worker(env) for _ in range(3)])
     assert codes.count(-9) == 1 and codes.count(0) == 3, codes
     import time
 
     time.sleep(3.5)  # the killed worker's leases have expired (the others may have taken
-    assert _workers(1, env) == [0]  # its mailboxes over already, during their pass)
+    assert _codes([_worker(env)]) == [0]  # its mailboxes over already, during their pass)
     with Store(lake_spec) as s:
         lake = holdings(s)
         twice = {
