@@ -40,7 +40,10 @@ def test_D1_workers_on_a_lake_split_the_mailboxes(lake, settings, mailserver):
         boxes.append(add_password_mailbox(s, settings, mailserver, address, pw))
         seed(mailserver, address, pw, 6)
     s.close()
-    procs = [mailops("worker", "--once", "--json", "--concurrency", "2") for _ in range(3)]
+    procs = [
+        mailops("worker", "--once", "--json", "--concurrency", "2", "--batch", "2")
+        for _ in range(3)
+    ]
     outs = [finish(p, timeout=300) for p in procs]
     synced = []
     for code, out, err in outs:
